@@ -1,0 +1,105 @@
+"""The report's figures: learning curves, confusion matrices, per-class F1, saliency."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+# Vacuum rest wavelengths (Angstrom) of the lines marked on the saliency plot.
+MAIN_LINES = {"Ca II K": 3934.8, "Ca II H": 3969.6, "H beta": 4862.7, "Mg b": 5176.7,
+              "Na D": 5894.6, "H alpha": 6564.6}
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def learning_curves(fits: pd.DataFrame, path, source: str) -> None:
+    types = sorted(fits["type"].unique())
+    metrics = [("f1_macro", "macro F1"), ("accuracy", "accuracy")]
+    fig, axes = plt.subplots(len(metrics), len(types), figsize=(4 * len(types), 6.5), squeeze=False,
+                             sharex=True)
+    for col, stype in enumerate(types):
+        for row, (metric, label) in enumerate(metrics):
+            ax = axes[row, col]
+            for model, group in fits[fits["type"] == stype].groupby("model", sort=False):
+                stats = group.groupby("train_fraction")[metric].agg(["mean", "std"]).reset_index()
+                ax.errorbar(stats["train_fraction"], stats["mean"], yerr=stats["std"].fillna(0),
+                            marker="o", capsize=3, label=model)
+            ax.set_title(f"{stype} ({source})" if row == 0 else "")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == len(metrics) - 1:
+                ax.set_xlabel("train fraction")
+    axes[0, 0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def confusion_matrices(confusions: dict, path, source: str) -> None:
+    """confusions: {(type, model): (classes, summed confusion matrix)}; rows true, cols predicted."""
+    types = sorted({t for t, _ in confusions})
+    models = list(dict.fromkeys(m for _, m in confusions))
+    fig, axes = plt.subplots(len(types), len(models), figsize=(3.2 * len(models), 3 * len(types)),
+                             squeeze=False)
+    for i, stype in enumerate(types):
+        for j, model in enumerate(models):
+            ax = axes[i, j]
+            if (stype, model) not in confusions:
+                ax.axis("off")
+                continue
+            classes, cm = confusions[(stype, model)]
+            norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            for (r, c), v in np.ndenumerate(norm):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v > 0.6 else "black")
+            ax.set_xticks(range(len(classes)), classes, fontsize=7)
+            ax.set_yticks(range(len(classes)), classes, fontsize=7)
+            ax.set_title(f"{stype} {model}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("true")
+            if i == len(types) - 1:
+                ax.set_xlabel("predicted")
+    fig.suptitle(f"Confusion matrices, row-normalised ({source})")
+    _save(fig, path)
+
+
+def per_class_f1(per_class: pd.DataFrame, path, source: str) -> None:
+    types = sorted(per_class["type"].unique())
+    fig, axes = plt.subplots(1, len(types), figsize=(4.5 * len(types), 3.5), squeeze=False)
+    for ax, stype in zip(axes[0], types):
+        sub = per_class[per_class["type"] == stype]
+        mean = sub.groupby(["class", "model"], sort=False)["f1"].mean().unstack("model")
+        models = list(dict.fromkeys(sub["model"]))
+        width = 0.8 / len(models)
+        x = np.arange(len(mean.index))
+        for k, model in enumerate(models):
+            ax.bar(x + k * width, mean[model], width, label=model)
+        ax.set_xticks(x + width * (len(models) - 1) / 2, mean.index)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{stype} ({source})")
+        ax.set_ylabel("F1")
+    axes[0, 0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def saliency_plot(curves: dict, path, source: str) -> None:
+    """curves: {type: (wave, mean |gradient|)}; lines marked at their rest wavelengths."""
+    fig, axes = plt.subplots(len(curves), 1, figsize=(11, 2.4 * len(curves)), squeeze=False, sharex=True)
+    for ax, (stype, (wave, sal)) in zip(axes[:, 0], sorted(curves.items())):
+        ax.plot(wave, sal / sal.max(), lw=0.7)
+        for name, centre in MAIN_LINES.items():
+            ax.axvline(centre, color="red", lw=0.6, alpha=0.6)
+            ax.text(centre, 1.02, name, rotation=90, fontsize=7, va="bottom", ha="center",
+                    transform=ax.get_xaxis_transform())
+        ax.set_ylabel(f"{stype}\nsaliency")
+    axes[-1, 0].set_xlabel("wavelength (Angstrom, vacuum)")
+    fig.suptitle(f"BERT-CNN gradient saliency ({source})", y=1.0 + 0.1 / len(curves))
+    _save(fig, path)

@@ -1,0 +1,132 @@
+# Helpers shared by every stage: config validation, paths, src inputs, target lists.
+import itertools
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+
+def _config_error(key, message):
+    raise ValueError(f"config error at '{key}': {message}")
+
+
+def check_config(cfg):
+    """Cross-key checks that JSON Schema cannot express; each error names its key."""
+    seen = {}
+    for stellar_type, subclasses in cfg["types"].items():
+        if not subclasses:
+            _config_error(f"types.{stellar_type}", "has no subclasses")
+        for subclass in subclasses:
+            if subclass in seen:
+                _config_error(f"types.{stellar_type}.{subclass}",
+                              f"subclass {subclass} is also listed in type {seen[subclass]}")
+            seen[subclass] = stellar_type
+    exp = cfg["experiment"]
+    for model in exp["models"]:
+        if model not in cfg["models"]:
+            _config_error(f"models.{model}", f"model {model} is in experiment.models but has no settings")
+    if cfg["source"] in ("simulated", "templates"):
+        # Counts are known before any job runs, so too-many-folds is caught here, not mid-grid.
+        k, smallest_fraction = exp["cv_folds"], min(exp["train_fractions"])
+        for stellar_type, subclasses in cfg["types"].items():
+            for subclass, spec in subclasses.items():
+                n = max(1, round(spec["count"] * cfg["scale"]))
+                n_train = round(n * smallest_fraction)
+                if k > n_train:
+                    _config_error("experiment.cv_folds",
+                                  f"k={k} folds but subclass {subclass} has only {n_train} training "
+                                  f"spectra at train fraction {smallest_fraction} (count {spec['count']} "
+                                  f"x scale {cfg['scale']}); lower cv_folds or raise scale")
+    if cfg["source"] == "templates":
+        lib = cfg["templates"]["library"]
+        path = cfg["templates"]["sdss_path" if lib == "sdss" else "kesseli_dir"]
+        if not Path(path).exists():
+            _config_error(f"templates.{'sdss_path' if lib == 'sdss' else 'kesseli_dir'}",
+                          f"template path {path} does not exist")
+    if cfg["source"] == "table" and not (cfg["table"]["path"] and Path(cfg["table"]["path"]).exists()):
+        _config_error("table.path", f"labelled-spectra file {cfg['table']['path']} does not exist")
+    if cfg["source"] == "sdss" and cfg["sdss"]["spec_dir"] and not Path(cfg["sdss"]["spec_dir"]).is_dir():
+        _config_error("sdss.spec_dir", f"directory {cfg['sdss']['spec_dir']} does not exist")
+    if cfg["pretrain"]["extra_unlabelled"] and not Path(cfg["pretrain"]["extra_unlabelled"]).exists():
+        _config_error("pretrain.extra_unlabelled", f"{cfg['pretrain']['extra_unlabelled']} does not exist")
+
+
+check_config(config)
+
+SOURCE = config["source"]
+TYPES = list(config["types"])
+FRACTIONS = [f"{f:g}" for f in config["experiment"]["train_fractions"]]
+SEEDS = [str(s) for s in config["experiment"]["seeds"]]
+MODELS = config["experiment"]["models"]
+DEEP_MODELS = [m for m in MODELS if m != "svm"]
+K = config["experiment"]["cv_folds"]
+# Every output of one source lives under its own folder, so sources never mix.
+OUT = f"results/{SOURCE}"
+RUN = OUT + "/{type}/frac{frac}_seed{seed}"
+
+wildcard_constraints:
+    type="[A-Za-z0-9_]+",
+    frac="[0-9.]+",
+    seed="[0-9]+",
+    fold="[0-9]+",
+    model="|".join(MODELS) if MODELS else "none",
+
+
+def src(*modules):
+    """The src/ files a job imports, declared as inputs so that editing one reruns its jobs."""
+    return [f"src/stellarspec/{m}.py" for m in ("__init__", "io", *modules)]
+
+
+SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "fit")
+SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "fit")
+
+
+def model_settings(model):
+    return config["models"][model]
+
+
+def grid_candidates(model):
+    grid = model_settings(model)["grid"]
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def needs_cv(model):
+    """One candidate leaves nothing to choose, so its CV fold jobs are skipped."""
+    return len(grid_candidates(model)) > 1
+
+
+def cv_inputs(wildcards):
+    if not needs_cv(wildcards.model):
+        return []
+    return expand(RUN + "/cv/{model}/fold{fold}.csv", **wildcards, fold=range(K))
+
+
+def pretrained_encoder(wildcards):
+    if wildcards.model == "bert_cnn_pretrained":
+        return RUN.format(**wildcards) + "/pretrain/encoder.pt"
+    return []
+
+
+def fit_outputs(names=("metrics.json",)):
+    return expand(RUN + "/fit/{model}/{name}", type=TYPES, frac=FRACTIONS, seed=SEEDS,
+                  model=MODELS, name=names)
+
+
+def aggregate_inputs(name):
+    """Every fit's file; with aggregate.allow_partial only those that already exist."""
+    if not config["aggregate"]["allow_partial"]:
+        return fit_outputs([name])
+    return [p for p in fit_outputs(["metrics.json"]) if Path(p).exists()
+            and Path(p).with_name(name).exists()]
+
+
+def all_outputs():
+    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4"], ext=["csv", "md", "tex"])
+    figures = expand("results/figures/{fig}.png", fig=["learning_curves", "confusion_matrices", "per_class_f1"])
+    if "bert_cnn" in MODELS:
+        figures += ["results/figures/saliency.png"]
+    return tables + figures

@@ -1,0 +1,49 @@
+# Stage 4: fit the chosen model on the whole training part; predict the test part once.
+
+
+# Final SVM fit and its test predictions.
+rule fit_svm:
+    input:
+        SRC_SVM,
+        data=OUT + "/{type}/dataset.npz",
+        split=RUN + "/split.json",
+        best=RUN + "/cv/svm/best.json",
+    output:
+        predictions=RUN + "/fit/svm/predictions.csv",
+        info=RUN + "/fit/svm/fit.json",
+    log:
+        OUT + "/logs/fit_svm/{type}_frac{frac}_seed{seed}.log",
+    threads: config["resources"]["threads_svm"]
+    resources:
+        mem_mb=config["resources"]["mem_mb_svm"],
+        runtime=config["resources"]["runtime_svm"],
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/final_fit.py"
+
+
+# Final deep-model fit (Lightning; resumes from last.ckpt) and its test predictions.
+rule fit_deep:
+    input:
+        SRC_DEEP,
+        data=OUT + "/{type}/dataset.npz",
+        split=RUN + "/split.json",
+        best=RUN + "/cv/{model}/best.json",
+        pretrained=pretrained_encoder,
+    output:
+        predictions=RUN + "/fit/{model}/predictions.csv",
+        info=RUN + "/fit/{model}/fit.json",
+    log:
+        OUT + "/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
+    wildcard_constraints:
+        model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+    threads: config["resources"]["threads_deep"]
+    resources:
+        gpu=config["resources"]["gpu"],
+        mem_mb=config["resources"]["mem_mb_deep"],
+        runtime=config["resources"]["runtime_deep"],
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/final_fit.py"

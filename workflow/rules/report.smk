@@ -1,0 +1,56 @@
+# Stage 7: figures for the HTML report (snakemake --report results/report.zip).
+
+
+# Learning curves, confusion matrices and per-class F1 from the aggregated fits.
+rule figures:
+    input:
+        src("figures", "paper"),
+        fits="results/tables/fits.csv",
+        per_class="results/tables/per_class.csv",
+        predictions=aggregate_inputs("predictions.csv"),
+    output:
+        learning=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"),
+        confusion=report("results/figures/confusion_matrices.png", caption="../report/confusion_matrices.rst", category="Figures"),
+        per_class=report("results/figures/per_class_f1.png", caption="../report/per_class_f1.rst", category="Figures"),
+    log:
+        "results/logs/figures.log",
+    params:
+        source=SOURCE,
+        out=OUT,
+        types=TYPES,
+        models=MODELS,
+        fraction=FRACTIONS[-1],
+        seeds=SEEDS,
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/figures.py"
+
+
+# Gradient saliency of the BERT-CNN against wavelength, main lines labelled.
+rule saliency:
+    input:
+        SRC_DEEP + src("figures"),
+        data=expand(OUT + "/{type}/dataset.npz", type=TYPES),
+        split=expand(OUT + "/{type}/frac{frac}_seed{seed}/split.json", type=TYPES, frac=FRACTIONS[-1], seed=SEEDS[0]),
+        fit=expand(OUT + "/{type}/frac{frac}_seed{seed}/fit/bert_cnn/fit.json", type=TYPES, frac=FRACTIONS[-1], seed=SEEDS[0]),
+    output:
+        report("results/figures/saliency.png", caption="../report/saliency.rst", category="Figures"),
+    log:
+        "results/logs/saliency.log",
+    params:
+        types=TYPES,
+        source=SOURCE,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/saliency.py"

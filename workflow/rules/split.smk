@@ -1,0 +1,22 @@
+# Stage 2: a stratified, object-grouped train/test split and its CV folds.
+
+
+# Split one type's dataset for one train fraction and seed; folds cover the train part only.
+rule make_split:
+    input:
+        SRC_DATA[:2] + src("splits"),
+        data=OUT + "/{type}/dataset.npz",
+    output:
+        RUN + "/split.json",
+    log:
+        OUT + "/logs/make_split/{type}_frac{frac}_seed{seed}.log",
+    params:
+        k=K,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/make_split.py"

@@ -1,0 +1,26 @@
+from _log import to_log
+
+to_log(snakemake)
+from pathlib import Path
+
+import pandas as pd
+
+from stellarspec.aggregate import build_tables, collect, write_csv, write_tables
+
+p = snakemake.params
+fits, per_class = collect(snakemake.input.metrics, p.source)
+predictions = {}
+for path in snakemake.input.predictions:
+    run = Path(path).parents[2].name            # frac0.7_seed0
+    frac, seed = run.removeprefix("frac").split("_seed")
+    key = (Path(path).parents[3].name, Path(path).parent.name, float(frac), int(seed))
+    predictions[key] = pd.read_csv(path, dtype={"id": str, "true": str, "pred": str})
+table3, table4, missing = build_tables(
+    fits, predictions, {"types": p.types, "models": p.models, "fractions": p.fractions, "seeds": p.seeds},
+    p.source, n_bootstrap=p.n_bootstrap, allow_partial=p.allow_partial)
+if missing:
+    print(f"PARTIAL tables: {len(missing)} fits missing, e.g. {missing[:3]}")
+write_csv(snakemake.output.fits, fits)
+write_csv(snakemake.output.per_class, per_class)
+write_tables(table3, table4, snakemake.output)
+print(open(snakemake.output.table4_md).read())

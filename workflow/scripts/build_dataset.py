@@ -1,0 +1,6 @@
+from _log import to_log
+
+to_log(snakemake)
+from stellarspec.sources import write_dataset
+
+write_dataset(snakemake.params.cfg, snakemake.wildcards.type, snakemake.output.data, snakemake.output.rejects)
