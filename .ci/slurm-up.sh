@@ -99,6 +99,8 @@ GresTypes=gpu
 # jobs for MinJobAge seconds; completions are appended to JobCompLoc.
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
+# Track GPUs as a TRES, so each completion record shows gres/gpu=N.
+AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/filetxt
 JobCompLoc=$JOBCOMP_LOG
 MinJobAge=86400

@@ -103,3 +103,18 @@ def saliency_plot(curves: dict, path, source: str) -> None:
     axes[-1, 0].set_xlabel("wavelength (Angstrom, vacuum)")
     fig.suptitle(f"BERT-CNN gradient saliency ({source})", y=1.0 + 0.1 / len(curves))
     _save(fig, path)
+
+
+def gradient_saliency(model, flux: np.ndarray, target: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Mean |d logit_target / d flux| over spectra: (N, L) flux -> (L,) saliency."""
+    import torch
+
+    model.eval()
+    total = torch.zeros(flux.shape[1])
+    for start in range(0, len(flux), batch_size):
+        x = torch.as_tensor(flux[start:start + batch_size], dtype=torch.float32).requires_grad_(True)
+        logits = model(x)                                              # (B, C)
+        picked = logits.gather(1, torch.as_tensor(target[start:start + batch_size])[:, None]).sum()
+        (grad,) = torch.autograd.grad(picked, x)                       # (B, L)
+        total += grad.abs().sum(0)
+    return (total / len(flux)).numpy()

@@ -1,0 +1,63 @@
+"""THE metrics module: every score in the project is computed here, from saved predictions.
+
+A predictions table has one row per spectrum with columns `id`, `true`, `pred` (subclass
+labels) and `p_<class>` (class probabilities). `classes` is the ordered subclass list of the
+stellar type (e.g. K1 K3 K5 K7), which is also the model's class index order.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+
+def label_indices(labels, classes: list[str]) -> np.ndarray:
+    """Subclass labels -> indices into `classes`; an unknown label raises."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    try:
+        return np.array([lookup[str(s)] for s in labels], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"label {err.args[0]!r} is not one of the classes {classes}") from None
+
+
+def compute_metrics(predictions: pd.DataFrame, classes: list[str]) -> dict:
+    """Accuracy, macro/weighted P/R/F1, per-class P/R/F1/support, confusion matrix (rows true,
+    columns predicted, in `classes` order) and within-one-subclass accuracy."""
+    classes = [str(c) for c in classes]
+    y_true = label_indices(predictions["true"], classes)
+    y_pred = label_indices(predictions["pred"], classes)
+    labels = list(range(len(classes)))  # fixed, so an absent class cannot shift the indices
+    out = {"n": int(len(y_true)), "classes": classes,
+           "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan")}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                     average=average, zero_division=0)
+        out.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
+                    f"f1_{average}": float(f)})
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                       average=None, zero_division=0)
+    out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(support[i])} for i, c in enumerate(classes)}
+    out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    # Subclasses are ordered (K1 < K3 < K5 < K7): off by one neighbour counts as near-correct.
+    out["within_one_accuracy"] = (float(np.mean(np.abs(y_pred - y_true) <= 1)) if len(y_true)
+                                  else float("nan"))
+    return out
+
+
+def predictions_frame(ids, y_true, proba: np.ndarray, classes: list[str], y_pred=None) -> pd.DataFrame:
+    """The predictions table from integer labels and class probabilities (N, C).
+
+    `y_pred` defaults to the most probable class; pass it when the classifier's decision is not
+    the argmax of its probabilities (SVC with Platt scaling).
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if y_pred is None:
+        y_pred = proba.argmax(axis=1)
+    classes = [str(c) for c in classes]
+    frame = pd.DataFrame({"id": np.asarray(ids).astype(str),
+                          "true": np.asarray(classes)[np.asarray(y_true)],
+                          "pred": np.asarray(classes)[np.asarray(y_pred)]})
+    for i, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, i]
+    return frame

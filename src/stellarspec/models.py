@@ -1,0 +1,248 @@
+"""The deep models as plain nn.Modules: the CNN baseline and the BERT-CNN hybrid.
+
+Shapes: B spectra per batch, L pixels per spectrum, N tokens (patches), D = d_model,
+P = patch width, C classes. Every classifier returns logits (B, C); softmax is in the loss.
+
+BERT-CNN (Liu & Wang 2022): the spectrum is cut into fixed-width pixel patches, each patch is
+embedded linearly and given a learned position, N Transformer encoder layers (the paper's
+eqs. 1-5) mix the tokens, and a small CNN over the token axis classifies the token features.
+MaskedPatchModel is the BERT-style pretext task: hide some patches, reconstruct their flux.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pooled_length(length: int, n_blocks: int, pool: int) -> int:
+    """Length after `n_blocks` of ('same' conv, max-pool of `pool`)."""
+    for _ in range(n_blocks):
+        length = length // pool
+    return length
+
+
+class ConvBlocks(nn.Sequential):
+    """Conv1d ('same' padding) -> ReLU -> MaxPool1d, once per entry of `channels`."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], kernel_size: int, pool: int):
+        layers = []
+        for out_channels in channels:
+            layers += [nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+                       nn.ReLU(), nn.MaxPool1d(pool)]
+            in_channels = out_channels
+        super().__init__(*layers)
+
+
+class SpectrumCNN(nn.Module):
+    """CNN baseline: conv/ReLU/max-pool blocks over pixels, then FC(hidden), dropout, FC(C)."""
+
+    def __init__(self, n_pixels: int, n_classes: int, channels=(8, 16, 16), kernel_size: int = 5,
+                 pool: int = 4, hidden_units: int = 128, dropout: float = 0.5):
+        super().__init__()
+        channels = tuple(channels)
+        n_out = pooled_length(n_pixels, len(channels), pool)
+        if n_out < 1:
+            raise ValueError(f"{len(channels)} pool-{pool} blocks leave no pixels of {n_pixels}")
+        self.features = ConvBlocks(1, channels, kernel_size, pool)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels[-1] * n_out, hidden_units), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden_units, n_classes))
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        x = self.features(flux.unsqueeze(1))  # (B, 1, L) -> (B, channels[-1], L')
+        return self.classifier(x)  # (B, C)
+
+
+class PatchEmbedding(nn.Module):
+    """Spectrum (B, L) -> tokens (B, N, D): pixel patches, a linear map, learned positions.
+
+    Patches are `patch_width` pixels every `patch_stride` pixels (stride < width overlaps them).
+    The end of the spectrum is zero-padded so that every pixel lies in some patch. With
+    `use_cls` a learned [CLS] token is prepended (then N counts it). `mask_token` replaces the
+    embedding of patches hidden during masked pretraining.
+    """
+
+    def __init__(self, n_pixels: int, patch_width: int, d_model: int, patch_stride: int | None = None,
+                 use_cls: bool = False):
+        super().__init__()
+        stride = patch_stride or patch_width
+        if not 0 < stride <= patch_width <= n_pixels:
+            raise ValueError(f"need 0 < patch_stride ({stride}) <= patch_width ({patch_width}) "
+                             f"<= n_pixels ({n_pixels})")
+        self.n_pixels, self.patch_width, self.patch_stride = n_pixels, patch_width, stride
+        self.n_patches = math.ceil((n_pixels - patch_width) / stride) + 1
+        self.pad = (self.n_patches - 1) * stride + patch_width - n_pixels
+        self.use_cls = use_cls
+        self.n_tokens = self.n_patches + int(use_cls)
+        self.proj = nn.Linear(patch_width, d_model)
+        self.position = nn.Parameter(torch.zeros(1, self.n_tokens, d_model))
+        self.mask_token = nn.Parameter(torch.zeros(d_model))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model)) if use_cls else None
+        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        if use_cls:
+            nn.init.normal_(self.cls_token, std=0.02)
+
+    def patches(self, flux: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, n_patches, P) pixel patches (zero-padded at the red end)."""
+        if self.pad:
+            flux = F.pad(flux, (0, self.pad))
+        return flux.unfold(1, self.patch_width, self.patch_stride)
+
+    def forward(self, flux: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.proj(self.patches(flux))  # (B, n_patches, D)
+        if masked is not None:  # (B, n_patches) bool: hide these patches' content
+            x = torch.where(masked.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        if self.use_cls:
+            x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        return x + self.position  # (B, N, D)
+
+
+class EncoderLayer(nn.Module):
+    """One Transformer encoder layer, post-LayerNorm as in BERT and the paper's eqs. (1)-(5):
+
+        (1) Q, K, V = X W_Q, X W_K, X W_V          (per head, d_k = D / h)
+        (2) head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i
+        (3) MultiHead(X) = concat(head_1..head_h) W_O
+        (4) Z = LayerNorm(X + MultiHead(X))
+        (5) Y = LayerNorm(Z + max(0, Z W_1 + b_1) W_2 + b_2)
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.ff1 = nn.Linear(d_model, d_ff or 4 * d_model)
+        self.ff2 = nn.Linear(d_ff or 4 * d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, N, D)
+        # (B, N, D) -> (B, h, N, d_k)
+        q, k, v = (t.view(B, N, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))
+        weights = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)  # (B, h, N, N)
+        weights = self.dropout(weights.softmax(dim=-1))
+        heads = weights @ v  # (B, h, N, d_k)
+        return self.out(heads.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.attention(x)))
+        feed_forward = self.ff2(self.dropout(F.relu(self.ff1(x))))
+        return self.norm2(x + self.dropout(feed_forward))
+
+
+class BertEncoder(nn.Module):
+    """Patch embedding, embedding LayerNorm (as BERT), then `n_layers` encoder layers."""
+
+    def __init__(self, n_pixels: int, patch_width: int = 64, d_model: int = 32, n_heads: int = 2,
+                 n_layers: int = 1, patch_stride: int | None = None, use_cls: bool = False,
+                 d_ff: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        self.config = dict(n_pixels=n_pixels, patch_width=patch_width, d_model=d_model,
+                           n_heads=n_heads, n_layers=n_layers, patch_stride=patch_stride,
+                           use_cls=use_cls, d_ff=d_ff, dropout=dropout)
+        self.embed = PatchEmbedding(n_pixels, patch_width, d_model, patch_stride, use_cls)
+        self.embed_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout)
+                                    for _ in range(n_layers))
+
+    @property
+    def n_tokens(self) -> int:
+        return self.embed.n_tokens
+
+    def forward(self, flux: torch.Tensor, masked: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.embed_norm(self.embed(flux, masked)))  # (B, N, D)
+        for layer in self.layers:
+            x = layer(x)
+        return x  # (B, N, D); token 0 is [CLS] when use_cls
+
+
+class CNNHead(nn.Module):
+    """Token features (B, N, D) -> logits: Conv1d over the token axis, ReLU, max-pool,
+    FC(hidden), ReLU, dropout, FC(C). With a [CLS] token its feature joins the FC input."""
+
+    def __init__(self, d_model: int, n_tokens: int, n_classes: int, channels=(32,),
+                 kernel_size: int = 3, pool: int = 2, hidden_units: int = 256,
+                 dropout: float = 0.5, use_cls: bool = False):
+        super().__init__()
+        channels = tuple(channels)
+        self.use_cls = use_cls
+        n_out = pooled_length(n_tokens - int(use_cls), len(channels), pool)
+        if n_out < 1:
+            raise ValueError(f"{len(channels)} pool-{pool} blocks leave no tokens of {n_tokens}")
+        self.features = ConvBlocks(d_model, channels, kernel_size, pool)
+        n_features = channels[-1] * n_out + (d_model if use_cls else 0)
+        self.classifier = nn.Sequential(
+            nn.Linear(n_features, hidden_units), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden_units, n_classes))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        cls, tokens = (tokens[:, 0], tokens[:, 1:]) if self.use_cls else (None, tokens)
+        x = self.features(tokens.transpose(1, 2)).flatten(1)  # (B, D, N) -> (B, c * N')
+        if cls is not None:
+            x = torch.cat([x, cls], dim=1)
+        return self.classifier(x)  # (B, C)
+
+
+class BertCNN(nn.Module):
+    """The paper's hybrid: BertEncoder token features T1..TN -> CNNHead."""
+
+    def __init__(self, n_pixels: int, n_classes: int, patch_width: int = 64, d_model: int = 32,
+                 n_heads: int = 2, n_layers: int = 1, patch_stride: int | None = None,
+                 use_cls: bool = False, d_ff: int | None = None, encoder_dropout: float = 0.1,
+                 head_channels=(32,), head_kernel_size: int = 3, head_pool: int = 2,
+                 hidden_units: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.encoder = BertEncoder(n_pixels, patch_width, d_model, n_heads, n_layers, patch_stride,
+                                   use_cls, d_ff, encoder_dropout)
+        self.head = CNNHead(d_model, self.encoder.n_tokens, n_classes, head_channels,
+                            head_kernel_size, head_pool, hidden_units, dropout, use_cls)
+
+    def forward(self, flux: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(flux))  # (B, L) -> (B, N, D) -> (B, C)
+
+
+class MaskedPatchModel(nn.Module):
+    """BERT-style pretext task: hide a fraction of the patches, predict their pixel flux.
+
+    The loss is the mean squared error over the pixels of the hidden patches only. With
+    overlapping patches the hidden pixels are partly visible in the neighbours; that makes the
+    task easier but is still a valid pretext task.
+    """
+
+    def __init__(self, encoder: BertEncoder):
+        super().__init__()
+        self.encoder = encoder
+        d_model = encoder.config["d_model"]
+        self.decoder = nn.Linear(d_model, encoder.embed.patch_width)
+
+    def random_mask(self, n_spectra: int, mask_fraction: float, device=None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, n_patches) bool with exactly round(mask_fraction * n_patches) True per row."""
+        n_patches = self.encoder.embed.n_patches
+        n_masked = max(1, round(mask_fraction * n_patches))
+        scores = torch.rand(n_spectra, n_patches, generator=generator, device=device)
+        hidden = scores.argsort(dim=1)[:, :n_masked]
+        return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, hidden, True)
+
+    def forward(self, flux: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Reconstructed patch flux (B, n_patches, P) for every patch."""
+        tokens = self.encoder(flux, masked)  # (B, N, D)
+        if self.encoder.embed.use_cls:
+            tokens = tokens[:, 1:]
+        return self.decoder(tokens)
+
+    def loss(self, flux: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        target = self.encoder.embed.patches(flux)  # (B, n_patches, P)
+        predicted = self.forward(flux, masked)
+        return F.mse_loss(predicted[masked].float(), target[masked].float())
