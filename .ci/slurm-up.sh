@@ -42,6 +42,9 @@ alive() {
     [[ -r /proc/$pid/comm && $(cat "/proc/$pid/comm") == "$name" ]]
 }
 
+# True if the daemon wrote its pid file and has exited since.
+died() { [[ -s $1 ]] && ! alive "$1" "$2"; }
+
 [[ $(id -u) -eq 0 ]] || die "must run as root (it writes /etc/slurm and starts daemons)"
 [[ -r /etc/os-release ]] && . /etc/os-release
 [[ ${ID:-} == debian ]] || say "warning: written for Debian 12, this is ${PRETTY_NAME:-unknown}"
@@ -99,8 +102,6 @@ GresTypes=gpu
 # jobs for MinJobAge seconds; completions are appended to JobCompLoc.
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-# Track GPUs as a TRES, so each completion record shows gres/gpu=N.
-AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/filetxt
 JobCompLoc=$JOBCOMP_LOG
 MinJobAge=86400
@@ -166,7 +167,11 @@ say "munged up (pid $(cat $MUNGE_PID))"
 
 # --- 6. slurmctld (clean state: a CI cluster starts with no jobs) ---------------------------------
 /usr/sbin/slurmctld -c || { show_log "$LOG_DIR/slurmctld.log"; die "slurmctld did not start"; }
-for _ in $(seq $((TIMEOUT * 5))); do scontrol ping 2>/dev/null | grep -q "is UP" && break; sleep 0.2; done
+for _ in $(seq $((TIMEOUT * 5))); do
+    scontrol ping 2>/dev/null | grep -q "is UP" && break
+    died "$RUN_DIR/slurmctld.pid" slurmctld && break    # it exited: the log says why
+    sleep 0.2
+done
 scontrol ping 2>/dev/null | grep -q "is UP" \
     || { show_log "$LOG_DIR/slurmctld.log"; die "slurmctld does not answer 'scontrol ping' after ${TIMEOUT}s"; }
 say "slurmctld up (pid $(cat $RUN_DIR/slurmctld.pid))"
@@ -177,6 +182,7 @@ state=
 for _ in $(seq $((TIMEOUT * 5))); do
     state=$(node_state)
     [[ $state == idle ]] && break
+    died "$RUN_DIR/slurmd.pid" slurmd && break
     sleep 0.2
 done
 if [[ $state != idle ]]; then
