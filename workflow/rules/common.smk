@@ -62,11 +62,11 @@ SEEDS = [str(s) for s in config["experiment"]["seeds"]]
 MODELS = config["experiment"]["models"]
 DEEP_MODELS = [m for m in MODELS if m != "svm"]
 K = config["experiment"]["cv_folds"]
-# Every output of one source lives under its own folder, so sources never mix.
-OUT = f"results/{SOURCE}"
-RUN = OUT + "/{type}/frac{frac}_seed{seed}"
+# Every output of one source lives under results/{source}/, so sources never mix.
+RUN = "results/{source}/{type}/frac{frac}_seed{seed}"
 
 wildcard_constraints:
+    source=SOURCE,
     type="[A-Za-z0-9_]+",
     frac="[0-9.]+",
     seed="[0-9]+",
@@ -82,6 +82,12 @@ def src(*modules):
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
 SRC_SVM = src("dataset", "splits", "metrics", "svm", "fit")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "fit")
+
+
+def data_params(stellar_type):
+    """The config keys that shape one type's dataset: changing any of them rebuilds it."""
+    keys = ("source", "scale", "grid", "normalise", "snr_column", "label_policy", SOURCE)
+    return {k: config[k] for k in keys} | {"types": {stellar_type: config["types"][stellar_type]}}
 
 
 def model_settings(model):
@@ -102,18 +108,18 @@ def needs_cv(model):
 def cv_inputs(wildcards):
     if not needs_cv(wildcards.model):
         return []
-    return expand(RUN + "/cv/{model}/fold{fold}.csv", **wildcards, fold=range(K))
+    return expand(f"{RUN}/cv/{{model}}/fold{{fold}}.csv", **wildcards, fold=range(K))
 
 
 def pretrained_encoder(wildcards):
     if wildcards.model == "bert_cnn_pretrained":
-        return RUN.format(**wildcards) + "/pretrain/encoder.pt"
+        return f"{RUN}/pretrain/encoder.pt".format(**wildcards)
     return []
 
 
 def fit_outputs(names=("metrics.json",)):
-    return expand(RUN + "/fit/{model}/{name}", type=TYPES, frac=FRACTIONS, seed=SEEDS,
-                  model=MODELS, name=names)
+    return expand(f"{RUN}/fit/{{model}}/{{name}}", source=SOURCE, type=TYPES, frac=FRACTIONS,
+                  seed=SEEDS, model=MODELS, name=names)
 
 
 def aggregate_inputs(name):
@@ -122,6 +128,11 @@ def aggregate_inputs(name):
         return fit_outputs([name])
     return [p for p in fit_outputs(["metrics.json"]) if Path(p).exists()
             and Path(p).with_name(name).exists()]
+
+
+def saliency_inputs(name):
+    """One file per type from the scratch BERT-CNN fit at the largest fraction, first seed."""
+    return expand(f"{RUN}/{name}", source=SOURCE, type=TYPES, frac=FRACTIONS[-1], seed=SEEDS[0])
 
 
 def all_outputs():

@@ -5,12 +5,12 @@
 rule evaluate:
     input:
         src("metrics", "dataset"),
-        predictions=RUN + "/fit/{model}/predictions.csv",
-        info=RUN + "/fit/{model}/fit.json",
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
     output:
-        RUN + "/fit/{model}/metrics.json",
+        "results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/metrics.json",
     log:
-        OUT + "/logs/evaluate/{type}_frac{frac}_seed{seed}_{model}.log",
+        "results/{source}/logs/evaluate/{type}_frac{frac}_seed{seed}_{model}.log",
     localrule: True
     threads: 1
     resources:

@@ -5,14 +5,14 @@
 rule fit_svm:
     input:
         SRC_SVM,
-        data=OUT + "/{type}/dataset.npz",
-        split=RUN + "/split.json",
-        best=RUN + "/cv/svm/best.json",
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        best="results/{source}/{type}/frac{frac}_seed{seed}/cv/svm/best.json",
     output:
-        predictions=RUN + "/fit/svm/predictions.csv",
-        info=RUN + "/fit/svm/fit.json",
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/svm/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/svm/fit.json",
     log:
-        OUT + "/logs/fit_svm/{type}_frac{frac}_seed{seed}.log",
+        "results/{source}/logs/fit_svm/{type}_frac{frac}_seed{seed}.log",
     threads: config["resources"]["threads_svm"]
     resources:
         mem_mb=config["resources"]["mem_mb_svm"],
@@ -27,15 +27,15 @@ rule fit_svm:
 rule fit_deep:
     input:
         SRC_DEEP,
-        data=OUT + "/{type}/dataset.npz",
-        split=RUN + "/split.json",
-        best=RUN + "/cv/{model}/best.json",
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        best="results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
         pretrained=pretrained_encoder,
     output:
-        predictions=RUN + "/fit/{model}/predictions.csv",
-        info=RUN + "/fit/{model}/fit.json",
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
     log:
-        OUT + "/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
+        "results/{source}/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
     wildcard_constraints:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
     threads: config["resources"]["threads_deep"]

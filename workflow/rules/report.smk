@@ -16,11 +16,9 @@ rule figures:
         "results/logs/figures.log",
     params:
         source=SOURCE,
-        out=OUT,
         types=TYPES,
         models=MODELS,
         fraction=FRACTIONS[-1],
-        seeds=SEEDS,
     localrule: True
     threads: 1
     resources:
@@ -36,9 +34,9 @@ rule figures:
 rule saliency:
     input:
         SRC_DEEP + src("figures"),
-        data=expand(OUT + "/{type}/dataset.npz", type=TYPES),
-        split=expand(OUT + "/{type}/frac{frac}_seed{seed}/split.json", type=TYPES, frac=FRACTIONS[-1], seed=SEEDS[0]),
-        fit=expand(OUT + "/{type}/frac{frac}_seed{seed}/fit/bert_cnn/fit.json", type=TYPES, frac=FRACTIONS[-1], seed=SEEDS[0]),
+        data=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
+        split=saliency_inputs("split.json"),
+        fit=saliency_inputs("fit/bert_cnn/fit.json"),
     output:
         report("results/figures/saliency.png", caption="../report/saliency.rst", category="Figures"),
     log:

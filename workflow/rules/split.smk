@@ -5,11 +5,11 @@
 rule make_split:
     input:
         SRC_DATA[:2] + src("splits"),
-        data=OUT + "/{type}/dataset.npz",
+        data="results/{source}/{type}/dataset.npz",
     output:
-        RUN + "/split.json",
+        "results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     log:
-        OUT + "/logs/make_split/{type}_frac{frac}_seed{seed}.log",
+        "results/{source}/logs/make_split/{type}_frac{frac}_seed{seed}.log",
     params:
         k=K,
     threads: 1

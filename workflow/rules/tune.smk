@@ -5,12 +5,12 @@
 rule cv_svm:
     input:
         SRC_SVM,
-        data=OUT + "/{type}/dataset.npz",
-        split=RUN + "/split.json",
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     output:
-        RUN + "/cv/svm/fold{fold}.csv",
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/svm/fold{fold}.csv",
     log:
-        OUT + "/logs/cv_svm/{type}_frac{frac}_seed{seed}_fold{fold}.log",
+        "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_fold{fold}.log",
     params:
         settings=model_settings("svm"),
     threads: config["resources"]["threads_svm"]
@@ -27,12 +27,12 @@ rule cv_svm:
 rule pretrain:
     input:
         SRC_DEEP,
-        data=OUT + "/{type}/dataset.npz",
-        split=RUN + "/split.json",
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     output:
-        RUN + "/pretrain/encoder.pt",
+        "results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.pt",
     log:
-        OUT + "/logs/pretrain/{type}_frac{frac}_seed{seed}.log",
+        "results/{source}/logs/pretrain/{type}_frac{frac}_seed{seed}.log",
     params:
         fixed=model_settings("bert_cnn_pretrained")["fixed"] if "bert_cnn_pretrained" in config["models"] else {},
         pretrain=config["pretrain"],
@@ -51,13 +51,13 @@ rule pretrain:
 rule cv_deep:
     input:
         SRC_DEEP,
-        data=OUT + "/{type}/dataset.npz",
-        split=RUN + "/split.json",
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
         pretrained=pretrained_encoder,
     output:
-        RUN + "/cv/{model}/fold{fold}.csv",
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
     log:
-        OUT + "/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+        "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
     wildcard_constraints:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
     params:
@@ -79,9 +79,9 @@ rule select_params:
         src("fit"),
         folds=cv_inputs,
     output:
-        RUN + "/cv/{model}/best.json",
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
     log:
-        OUT + "/logs/select_params/{type}_frac{frac}_seed{seed}_{model}.log",
+        "results/{source}/logs/select_params/{type}_frac{frac}_seed{seed}_{model}.log",
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         metric=config["experiment"]["cv_metric"],

@@ -1,7 +1,8 @@
 from _log import to_log
 
 to_log(snakemake)
-import numpy as np
+from pathlib import Path
+
 import pandas as pd
 
 from stellarspec import figures
@@ -13,19 +14,17 @@ top = fits["train_fraction"].max()
 figures.learning_curves(fits, snakemake.output.learning, p.source)
 figures.per_class_f1(per_class[per_class["train_fraction"] == top], snakemake.output.per_class, p.source)
 
+# Confusion matrices at the largest fraction, summed over seeds; paths are
+# results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv
+by_cell = {}
+for path in map(Path, snakemake.input.predictions):
+    if path.parents[2].name.startswith(f"frac{p.fraction}_seed"):
+        by_cell.setdefault((path.parents[3].name, path.parent.name), []).append(path)
 confusions = {}
-for stype in p.types:
-    for model in p.models:
-        mats = []
-        for seed in p.seeds:
-            path = f"{p.out}/{stype}/frac{p.fraction}_seed{seed}/fit/{model}/predictions.csv"
-            if path in snakemake.input.predictions:
-                mats.append(pd.read_csv(path, dtype=str))
-        if not mats:
-            continue
-        frame = pd.concat(mats)
-        classes = [c.removeprefix("p_") for c in frame.columns if c.startswith("p_")]
-        cm = pd.crosstab(pd.Categorical(frame["true"], classes), pd.Categorical(frame["pred"], classes),
-                         dropna=False).to_numpy()
-        confusions[(stype, model)] = (classes, cm)
+for (stype, model), paths in sorted(by_cell.items()):
+    frame = pd.concat([pd.read_csv(q, dtype=str) for q in paths])
+    classes = [c.removeprefix("p_") for c in frame.columns if c.startswith("p_")]
+    cm = pd.crosstab(pd.Categorical(frame["true"], classes), pd.Categorical(frame["pred"], classes),
+                     dropna=False).to_numpy()
+    confusions[(stype, model)] = (classes, cm)
 figures.confusion_matrices(confusions, snakemake.output.confusion, p.source)

@@ -1,0 +1,323 @@
+"""Thin Lightning wrappers: one DataModule over a dataset file, one module per model family.
+
+Reproducibility on CPU, including after a kill and a resume from last.ckpt: every source of
+randomness in an epoch (the shuffle order, dropout, the pretraining masks) is seeded from
+(seed, epoch) at the start of that epoch, so a resumed run replays the interrupted epoch
+exactly as an uninterrupted run plays it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from .dataset import SpectraSet, load_dataset
+from .io import atomic_path, read_json
+from .models import BertCNN, BertEncoder, MaskedPatchModel, SpectrumCNN
+from .splits import cv_folds, fold_rows
+
+CNN_KEYS = ("channels", "kernel_size", "pool", "hidden_units", "dropout")
+BERT_KEYS = ("patch_width", "d_model", "n_heads", "n_layers", "patch_stride", "use_cls", "d_ff",
+             "encoder_dropout", "head_channels", "head_kernel_size", "head_pool", "hidden_units",
+             "dropout")
+ENCODER_KEYS = ("patch_width", "d_model", "n_heads", "n_layers", "patch_stride", "use_cls", "d_ff",
+                "encoder_dropout")
+TRAINING_KEYS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay")
+MODEL_KEYS = {"cnn": CNN_KEYS, "bert_cnn": BERT_KEYS, "bert_cnn_pretrained": BERT_KEYS}
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's console output to warnings that matter for a batch job."""
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
+                    ".*is smaller than the logging interval.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+class EpochShuffleSampler(Sampler):
+    """A random order that depends only on (seed, epoch); Lightning calls set_epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng(epoch_seed(self.seed, self.epoch))
+        return iter(rng.permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through stellarspec.io.atomic_path, like every other output."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def inner_validation(label, group, fraction: float, seed: int):
+    """(train positions, validation positions): a stratified, grouped, seeded hold-out of about
+    `fraction`, made by the project's split function (the first of round(1/fraction) folds)."""
+    counts = np.unique(label, return_counts=True)[1]
+    if counts.min() < 2:
+        raise ValueError("every class needs 2 spectra to carve an inner validation split")
+    k = int(min(max(2, round(1 / fraction)), counts.min()))
+    val = np.sort(cv_folds(label, group, k, seed)[0])
+    return np.setdiff1d(np.arange(len(label)), val), val
+
+
+class SpectraDataModule(pl.LightningDataModule):
+    """Tensors of one dataset, in memory, for one job. No worker processes.
+
+    fold = int:       fit on the fold's fit rows, predict its validation rows (CV)
+    fold = 'test':    fit on all train rows, predict the test rows (final fit)
+    fold = 'pretrain': the train rows (+ `extra_unlabelled`), no labels, nothing to predict
+
+    Early stopping needs a validation set; it is carved from the fit rows (`val_fraction`,
+    stratified and grouped for classification, grouped for pretraining), never from the rows
+    that are predicted.
+    """
+
+    def __init__(self, dataset, split, fold, batch_size: int, seed: int,
+                 val_fraction: float = 0.1, extra_unlabelled=None):
+        super().__init__()
+        self.ds = dataset if isinstance(dataset, SpectraSet) else load_dataset(dataset)
+        self.split = split if isinstance(split, dict) else read_json(split)
+        self.fold, self.batch_size, self.seed = fold, int(batch_size), int(seed)
+        self.val_fraction = val_fraction
+        self.extra = (None if extra_unlabelled is None else extra_unlabelled
+                      if isinstance(extra_unlabelled, SpectraSet) else load_dataset(extra_unlabelled))
+        self.n_pixels = self.ds.flux.shape[1]
+        self.classes = list(self.ds.classes)
+        if fold == "pretrain":
+            self._setup_pretrain()
+        else:
+            self._setup_classify()
+
+    def _setup_classify(self) -> None:
+        fit_rows, self.predict_rows = fold_rows(self.split, self.fold)
+        inner_train, inner_val = inner_validation(self.ds.label[fit_rows], self.ds.group[fit_rows],
+                                                  self.val_fraction, self.seed)
+        self.train_rows, self.val_rows = fit_rows[inner_train], fit_rows[inner_val]
+        y = torch.from_numpy(self.ds.y)
+        flux = torch.from_numpy(np.ascontiguousarray(self.ds.flux, dtype=np.float32))
+        self.train_set = TensorDataset(flux[self.train_rows], y[self.train_rows])
+        self.val_set = TensorDataset(flux[self.val_rows], y[self.val_rows])
+        self.predict_set = TensorDataset(flux[self.predict_rows], y[self.predict_rows])
+
+    def _setup_pretrain(self) -> None:
+        train = np.asarray(self.split["train"])
+        flux = [self.ds.flux[train]]
+        group = [self.ds.group[train]]
+        if self.extra is not None:
+            if self.extra.flux.shape[1] != self.n_pixels or not np.allclose(self.extra.wave,
+                                                                          self.ds.wave):
+                raise ValueError("the extra unlabelled spectra are not on the dataset's grid")
+            flux.append(self.extra.flux)
+            group.append(np.char.add("extra:", self.extra.group.astype(str)))
+        check_pretraining_rows(self.ds, self.split, train, self.extra)
+        flux, group = np.concatenate(flux), np.concatenate(group)
+        # Grouped, seeded hold-out: whole objects go to the side that reports the loss.
+        rng = np.random.default_rng(self.seed)
+        groups = np.unique(group)
+        groups = groups[rng.permutation(len(groups))]
+        n_val = max(1, int(round(self.val_fraction * len(groups))))
+        is_val = np.isin(group, groups[:n_val])
+        self.train_rows, self.val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        flux = torch.from_numpy(np.ascontiguousarray(flux, dtype=np.float32))
+        self.train_set = TensorDataset(flux[self.train_rows])
+        self.val_set = TensorDataset(flux[self.val_rows])
+        self.predict_set = None
+
+    def train_dataloader(self):
+        sampler = EpochShuffleSampler(len(self.train_set), self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=max(self.batch_size, 256))
+
+    def predict_dataloader(self):
+        return DataLoader(self.predict_set, batch_size=max(self.batch_size, 256))
+
+
+def check_pretraining_rows(ds: SpectraSet, split: dict, rows, extra: SpectraSet | None = None):
+    """Leakage guard: raise if pretraining would see a test spectrum, by row, by spectrum id
+    or by object (group), from the dataset itself or from the extra unlabelled set."""
+    test = np.asarray(split["test"], dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    if np.intersect1d(rows, test).size:
+        raise AssertionError("pretraining rows include test rows")
+    test_groups, test_ids = set(ds.group[test].tolist()), set(ds.id[test].tolist())
+    if test_groups & set(ds.group[rows].tolist()):
+        raise AssertionError("pretraining rows include an object of the test part")
+    if extra is not None:
+        if test_ids & set(extra.id.tolist()):
+            raise AssertionError("the extra unlabelled set holds test spectra (by id)")
+        if test_groups & set(extra.group.tolist()):
+            raise AssertionError("the extra unlabelled set holds test objects (by group)")
+
+
+def build_classifier(model: str, params: dict, n_pixels: int, n_classes: int) -> torch.nn.Module:
+    """SpectrumCNN or BertCNN from a params dict (architecture keys; training keys ignored)."""
+    if model not in MODEL_KEYS:
+        raise ValueError(f"unknown deep model {model!r}; expected one of {sorted(MODEL_KEYS)}")
+    unknown = set(params) - set(MODEL_KEYS[model]) - set(TRAINING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown {model} parameters: {sorted(unknown)}")
+    arch = {k: params[k] for k in MODEL_KEYS[model] if k in params}
+    if model == "cnn":
+        return SpectrumCNN(n_pixels, n_classes, **arch)
+    return BertCNN(n_pixels, n_classes, **arch)
+
+
+def encoder_config(params: dict, n_pixels: int) -> dict:
+    """The BertEncoder keyword arguments that `params` implies (its defaults filled in)."""
+    arch = {k: params[k] for k in ENCODER_KEYS if k in params}
+    if "encoder_dropout" in arch:
+        arch["dropout"] = arch.pop("encoder_dropout")
+    return BertEncoder(n_pixels, **arch).config
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training of SpectrumCNN ('cnn') or BertCNN ('bert_cnn*') with Adam."""
+
+    def __init__(self, model: str, params: dict, n_pixels: int, n_classes: int, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_classifier(model, params, n_pixels, n_classes)
+        self.lr, self.seed = float(params["lr"]), int(seed)
+        self.weight_decay = float(params.get("weight_decay", 0.0))
+
+    def forward(self, flux):
+        return self.model(flux)
+
+    def on_train_epoch_start(self):
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch))  # dropout
+
+    def _step(self, batch, stage: str):
+        flux, y = batch
+        logits = self.model(flux)
+        loss = F.cross_entropy(logits.float(), y)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def predict_step(self, batch, batch_idx):
+        return self.model(batch[0]).float().softmax(dim=1)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class PretrainModule(pl.LightningModule):
+    """Masked-patch reconstruction with Adam. Validation masks are fixed per batch index, so
+    the held-out loss is comparable between epochs (and before training)."""
+
+    def __init__(self, encoder: dict, mask_fraction: float, lr: float, seed: int = 0):
+        super().__init__()
+        if not 0.15 <= mask_fraction <= 0.30:
+            raise ValueError(f"mask_fraction must be in [0.15, 0.30], got {mask_fraction}")
+        self.save_hyperparameters()
+        self.model = MaskedPatchModel(BertEncoder(**encoder))
+        self.mask_fraction, self.lr, self.seed = float(mask_fraction), float(lr), int(seed)
+
+    def on_train_epoch_start(self):
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch))  # masks and dropout
+
+    def training_step(self, batch, batch_idx):
+        (flux,) = batch
+        masked = self.model.random_mask(len(flux), self.mask_fraction, device=flux.device)
+        loss = self.model.loss(flux, masked)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(flux))
+        return loss
+
+    def validation_mask(self, n_spectra: int, batch_idx: int, device) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, -1 - batch_idx))
+        return self.model.random_mask(n_spectra, self.mask_fraction, generator=generator).to(device)
+
+    def validation_step(self, batch, batch_idx):
+        (flux,) = batch
+        loss = self.model.loss(flux, self.validation_mask(len(flux), batch_idx, flux.device))
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(flux))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def cuda_batch_size(batch_size: int, n_train: int, factor: int = 4) -> int:
+    """The batch size used on CUDA: the configured one times `factor`, but never so large
+    that an epoch has fewer than 8 steps (and never below the configured one).
+
+    The paper's batch sizes are defaults tuned for CPU-era hardware; on a GPU small batches
+    leave it idle. The learning rate is scaled by sqrt(new / configured), the usual rule for
+    Adam (see `cuda_learning_rate`)."""
+    return int(max(batch_size, min(batch_size * factor, n_train // 8)))
+
+
+def cuda_learning_rate(lr: float, batch_size: int, used_batch_size: int) -> float:
+    return float(lr * math.sqrt(used_batch_size / batch_size))
+
+
+def make_trainer(out_dir, max_epochs: int, patience: int, log: bool = True) -> pl.Trainer:
+    """A Trainer for one job: EarlyStopping on val_loss, out_dir/checkpoints/{best,last}.ckpt,
+    CSV log in out_dir/logs/metrics.csv (fixed path, no version folders), bf16-mixed and no
+    determinism flags on CUDA, deterministic float32 on CPU."""
+    quiet_lightning()
+    out_dir = Path(out_dir)
+    cuda = torch.cuda.is_available()
+    interactive = sys.stderr.isatty()
+    best = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val_loss",
+                           mode="min", save_top_k=1, enable_version_counter=False)
+    # A second callback writes last.ckpt after every epoch (save_last on `best` would only
+    # write it on epochs that improved).
+    last = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last", monitor=None,
+                           save_top_k=1, enable_version_counter=False)
+    logger = (CSVLogger(save_dir=out_dir, name="logs", version="", flush_logs_every_n_steps=1)
+              if log else False)
+    return pl.Trainer(
+        accelerator="auto", devices=1, precision="bf16-mixed" if cuda else "32-true",
+        deterministic=not cuda, max_epochs=int(max_epochs), num_sanity_val_steps=0,
+        callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=int(patience)),
+                   best, last],
+        logger=logger, log_every_n_steps=1, enable_progress_bar=interactive,
+        enable_model_summary=interactive, default_root_dir=out_dir,
+        plugins=[AtomicCheckpointIO()])
+
+
+def training_finished(checkpoint_path, max_epochs: int) -> bool:
+    """Whether the run saved in `checkpoint_path` had already stopped (early stopping or
+    max_epochs), so that resuming it must not train another epoch."""
+    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if ckpt["epoch"] + 1 >= max_epochs:
+        return True
+    for key, state in ckpt.get("callbacks", {}).items():
+        if key.startswith("EarlyStopping") and state["wait_count"] >= state["patience"]:
+            return True
+    return False
