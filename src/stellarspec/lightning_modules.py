@@ -17,6 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from lightning_fabric.plugins.environments import LightningEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
@@ -27,12 +28,11 @@ from .io import atomic_path, read_json
 from .models import BertCNN, BertEncoder, MaskedPatchModel, SpectrumCNN
 from .splits import cv_folds, fold_rows
 
-CNN_KEYS = ("channels", "kernel_size", "pool", "hidden_units", "dropout")
-BERT_KEYS = ("patch_width", "d_model", "n_heads", "n_layers", "patch_stride", "use_cls", "d_ff",
-             "encoder_dropout", "head_channels", "head_kernel_size", "head_pool", "hidden_units",
-             "dropout")
+CNN_KEYS = ("channels", "kernel_size", "pool", "hidden_units", "dropout", "standardize")
 ENCODER_KEYS = ("patch_width", "d_model", "n_heads", "n_layers", "patch_stride", "use_cls", "d_ff",
-                "encoder_dropout")
+                "encoder_dropout", "standardize")
+BERT_KEYS = ENCODER_KEYS + ("head_channels", "head_kernel_size", "head_pool", "hidden_units",
+                            "dropout")
 TRAINING_KEYS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay")
 MODEL_KEYS = {"cnn": CNN_KEYS, "bert_cnn": BERT_KEYS, "bert_cnn_pretrained": BERT_KEYS}
 
@@ -42,7 +42,8 @@ def quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
-                    ".*is smaller than the logging interval.*", ".*LeafSpec.*"):
+                    ".*is smaller than the logging interval.*", ".*The `srun` command is available.*",
+                    ".*LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -211,6 +212,10 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, flux):
         return self.model(flux)
 
+    @property
+    def standardizer(self):
+        return getattr(self.model, "encoder", self.model).standardizer
+
     def on_train_epoch_start(self):
         torch.manual_seed(epoch_seed(self.seed, self.current_epoch))  # dropout
 
@@ -308,7 +313,9 @@ def make_trainer(out_dir, max_epochs: int, patience: int, log: bool = True) -> p
                    best, last],
         logger=logger, log_every_n_steps=1, enable_progress_bar=interactive,
         enable_model_summary=interactive, default_root_dir=out_dir,
-        plugins=[AtomicCheckpointIO()])
+        # A plain single-process environment: under Slurm, Lightning would otherwise take over
+        # the job's signals for its own requeueing.
+        plugins=[AtomicCheckpointIO(), LightningEnvironment()])
 
 
 def training_finished(checkpoint_path, max_epochs: int) -> bool:

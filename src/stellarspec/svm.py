@@ -11,6 +11,8 @@ import itertools
 import time
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
 KERNELS = ("rbf", "linear")
@@ -53,19 +55,18 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray | None, kernel: str, gamma: float
     raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
 
-class KernelSVM:
-    """SVC on a kernel computed here as a matrix product; same model as SVC(kernel, gamma, C)."""
+class KernelSVM(ClassifierMixin, BaseEstimator):
+    """SVC on a kernel computed here as a matrix product; the same model as
+    SVC(C=C, kernel=kernel, gamma=gamma). A scikit-learn estimator, so that
+    CalibratedClassifierCV can wrap it (see `calibrated_svm`)."""
 
-    def __init__(self, C: float = 1.0, kernel: str = "rbf", gamma="scale",
-                 probability: bool = False, random_state: int | None = None):
-        self.C, self.kernel, self.gamma = float(C), kernel, gamma
-        self.probability, self.random_state = probability, random_state
+    def __init__(self, C: float = 1.0, kernel: str = "rbf", gamma="scale"):
+        self.C, self.kernel, self.gamma = C, kernel, gamma
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KernelSVM":
         self.X_fit_ = np.asarray(X, dtype=np.float64)
         self.gamma_ = resolve_gamma(self.gamma, self.X_fit_) if self.kernel == "rbf" else None
-        self.svc_ = SVC(C=self.C, kernel="precomputed", probability=self.probability,
-                        random_state=self.random_state)
+        self.svc_ = SVC(C=float(self.C), kernel="precomputed")
         self.svc_.fit(kernel_matrix(self.X_fit_, None, self.kernel, self.gamma_), y)
         self.classes_ = self.svc_.classes_
         return self
@@ -76,11 +77,22 @@ class KernelSVM:
     def predict(self, X):
         return self.svc_.predict(self._kernel(X))
 
-    def predict_proba(self, X):
-        return self.svc_.predict_proba(self._kernel(X))
-
     def decision_function(self, X):
         return self.svc_.decision_function(self._kernel(X))
+
+
+def calibrated_svm(X: np.ndarray, y: np.ndarray, C: float, kernel: str = "rbf", gamma="scale",
+                   folds: int = 5) -> tuple[KernelSVM, CalibratedClassifierCV]:
+    """(the SVM fitted on all of X, sigmoid (Platt) calibration of its decision values from
+    `folds`-fold cross-validation) -- class probabilities for the predictions table.
+
+    Replaces SVC(probability=True), deprecated in scikit-learn 1.9. The SVM's label is its own
+    decision; the argmax of the calibrated probabilities can differ for borderline spectra.
+    """
+    folds = int(min(folds, np.unique(y, return_counts=True)[1].min()))
+    calibrated = CalibratedClassifierCV(KernelSVM(C, kernel, gamma), method="sigmoid",
+                                        cv=folds, ensemble=False).fit(X, y)
+    return calibrated.calibrated_classifiers_[0].estimator, calibrated
 
 
 def candidates(grid: dict, fixed: dict | None = None) -> list[tuple[dict, dict]]:

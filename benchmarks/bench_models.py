@@ -1,0 +1,281 @@
+"""Throughput and FLOPs of the CNN and BERT-CNN at the workflow's default size, and (--sweep)
+the measurement behind the BERT-CNN architecture defaults.
+
+Throughput (default): for each model built from the config (fixed settings + the first value of
+each grid key), on simulated spectra of the config's grid:
+  - FLOPs per spectrum, counted by torch.utils.flop_counter.FlopCounterMode (matmul and conv
+    FLOPs, 2 per multiply-add; elementwise ops are not counted), forward and training step;
+  - training throughput (forward + backward + Adam step at the configured batch size) and
+    inference throughput (eval mode, no grad, batch 256), in spectra/s;
+  - achieved FLOP/s against a float32 matmul (bf16 on CUDA) timed in the same run: the ratio
+    says how far each model is from what the device can do.
+
+    python benchmarks/bench_models.py --threads 1 --out results/bench/models_cpu.json
+
+Sweep (--sweep): BERT-CNN settings (patch width, d_model, heads, layers, overlap, [CLS]) fitted
+with stellarspec.fit.final_fit on simulated K, F and G spectra at scale 0.1, train fraction 0.5,
+two split seeds. The simulation seed (1) differs from the workflow's (0), so the defaults are
+not chosen on the spectra the workflow reports. Prints accuracy and cost per setting.
+
+    python benchmarks/bench_models.py --sweep --threads 1 --out results/bench/bert_sweep.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from stellarspec.dataset import SpectraSet
+from stellarspec.io import package_versions, write_json
+from stellarspec.lightning_modules import build_classifier
+from stellarspec.simulate import simulate_spectra
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def minmax(flux: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """The paper's min-max normalisation over good pixels; bad pixels filled by interpolation."""
+    x = np.arange(flux.shape[1])
+    out = np.empty(flux.shape, dtype=np.float32)
+    for i in range(len(flux)):
+        f = np.interp(x, x[good[i]], flux[i, good[i]])
+        out[i] = (f - f.min()) / (f.max() - f.min())
+    return out
+
+
+def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> SpectraSet:
+    """Simulated spectra of one stellar type on the config's grid, min-max normalised."""
+    g = cfg["grid"]
+    wave = 10 ** (g["log10_start"] + g["log10_step"] * np.arange(g["n_pixels"]))
+    flux, ivar, meta = simulate_spectra(cfg["types"][stellar_type], wave, scale, seed)
+    good = ivar > 0
+    return SpectraSet(wave, minmax(flux, good), ~good, meta["label"].to_numpy().astype(str),
+                      meta["snr"].to_numpy(np.float32), meta["id"].to_numpy().astype(str),
+                      meta["group"].to_numpy().astype(str), list(cfg["types"][stellar_type]),
+                      {"source": "simulated", "seed": seed, "scale": scale})
+
+
+def default_params(cfg: dict, model: str) -> dict:
+    """What the workflow runs: the fixed settings plus the first value of each grid key."""
+    settings = cfg["models"][model]
+    return {**settings.get("fixed", {}), **{k: v[0] for k, v in settings["grid"].items()}}
+
+
+def count_flops(model: torch.nn.Module, flux: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+    """(forward FLOPs, forward + backward FLOPs) per spectrum."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(flux)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(flux), y).backward()
+    model.zero_grad(set_to_none=True)
+    return forward // len(flux), counter.get_total_flops() // len(flux)
+
+
+def timed(fn, min_seconds: float, device: str) -> float:
+    """Seconds per call of fn, over at least min_seconds after two warm-up calls."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    fn(), fn()
+    sync()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / n
+
+
+def matmul_flops(device: str, size: int, min_seconds: float) -> float:
+    """FLOP/s of a square float32 (CPU) or bf16 (CUDA) matmul."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return 2 * size ** 3 / timed(lambda: a @ b, min_seconds, device)
+
+
+def throughput(cfg: dict, models: list[str], device: str, min_seconds: float) -> list[dict]:
+    n_pixels, rows = cfg["grid"]["n_pixels"], []
+    ds = simulated_set(cfg, "K", 0.1, seed=1)
+    n_classes = len(ds.classes)
+    pool = torch.from_numpy(ds.flux)
+    for name in models:
+        params = default_params(cfg, name)
+        torch.manual_seed(0)
+        model = build_classifier(name, params, n_pixels, n_classes).to(device)
+        batch = int(params["batch_size"])
+        idx = torch.arange(max(batch, 256)) % len(pool)
+        flux, y = pool[idx].to(device), torch.from_numpy(ds.y)[idx].to(device)
+        forward_flops, train_flops = count_flops(model, flux[:batch], y[:batch])
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+
+        def train_step():
+            with autocast:
+                loss = F.cross_entropy(model(flux[:batch]).float(), y[:batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        @torch.no_grad()
+        def infer():
+            with autocast:
+                model(flux[:256])
+
+        model.train()
+        t_train = timed(train_step, min_seconds, device)
+        model.eval()
+        t_infer = timed(infer, min_seconds, device)
+        rows.append({
+            "model": name, "params": params, "batch_size_train": batch, "batch_size_infer": 256,
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "flops_forward_per_spectrum": forward_flops,
+            "flops_train_per_spectrum": train_flops,
+            "train_spectra_per_s": batch / t_train, "infer_spectra_per_s": 256 / t_infer,
+            "train_flop_per_s": train_flops * batch / t_train,
+            "infer_flop_per_s": forward_flops * 256 / t_infer})
+    return rows
+
+
+SWEEP = [  # (label, BERT settings changed from the centre setting)
+    ("centre", {}),
+    ("patch16", {"patch_width": 16}),
+    ("patch32", {"patch_width": 32}),
+    ("patch128", {"patch_width": 128}),
+    ("d16", {"d_model": 16}),
+    ("d64", {"d_model": 64}),
+    ("heads4", {"n_heads": 4}),
+    ("layers2", {"n_layers": 2}),
+    ("layers4", {"n_layers": 4}),
+    ("overlap", {"patch_stride": 32}),
+    ("cls", {"use_cls": True}),
+    ("old_config", {"patch_width": 32, "d_model": 64, "n_heads": 4, "n_layers": 2}),
+    ("minmax_input", {"standardize": False}),
+]
+SWEEP_CENTRE = {"patch_width": 64, "d_model": 32, "n_heads": 2, "n_layers": 1}
+
+
+def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int) -> list[dict]:
+    from stellarspec.fit import final_fit
+    from stellarspec.splits import make_split
+
+    base = default_params(cfg, "bert_cnn")
+    settings = [(label, {**base, **SWEEP_CENTRE, **change}) for label, change in SWEEP]
+    settings.append(("cnn", default_params(cfg, "cnn")))
+    settings.append(("cnn_minmax_input", {**default_params(cfg, "cnn"), "standardize": False}))
+    data = {t: simulated_set(cfg, t, 0.1, seed=1) for t in types}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, params in settings:
+            model = "cnn" if label.startswith("cnn") else "bert_cnn"
+            torch.manual_seed(0)
+            net = build_classifier(model, params, cfg["grid"]["n_pixels"], 4)
+            flux = torch.rand(8, cfg["grid"]["n_pixels"])
+            forward_flops, train_flops = count_flops(net, flux, torch.zeros(8, dtype=torch.long))
+            for t in types:
+                for seed in seeds:
+                    split = make_split(data[t].label, data[t].group, 0.5, cfg["experiment"]["cv_folds"], seed)
+                    out = Path(tmp) / f"{label}_{t}_{seed}"
+                    final_fit(data[t], split, model, params, out, threads, seed)
+                    m = json.loads((out / "metrics.json").read_text())
+                    rows.append({"setting": label, "model": model, "type": t, "seed": seed,
+                                 "params": params, "accuracy": m["accuracy"],
+                                 "f1_macro": m["f1_macro"], "epochs": m["epochs"],
+                                 "seconds": m["seconds"], "n_train": m["n_train"],
+                                 "n_parameters": sum(p.numel() for p in net.parameters()),
+                                 "flops_forward_per_spectrum": forward_flops,
+                                 "flops_train_per_spectrum": train_flops})
+                    print(f"{label:10s} {t} seed {seed}: acc {m['accuracy']:.3f} "
+                          f"epochs {m['epochs']} {m['seconds']:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def sweep_table(rows: list[dict]) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    summary = frame.groupby("setting", sort=False).agg(
+        accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"), f1=("f1_macro", "mean"),
+        epochs=("epochs", "mean"), seconds=("seconds", "mean"),
+        mflop=("flops_forward_per_spectrum", "first"), params=("n_parameters", "first"))
+    lines = ["| setting | accuracy (mean +- sd) | macro F1 | epochs | s / fit | MFLOP fwd | parameters |",
+             "|---|---|---|---|---|---|---|"]
+    for label, r in summary.iterrows():
+        lines.append(f"| {label} | {r.accuracy:.3f} +- {r.accuracy_sd:.3f} | {r.f1:.3f} | "
+                     f"{r.epochs:.1f} | {r.seconds:.1f} | {r.mflop / 1e6:.2f} | {int(r.params)} |")
+    return "\n".join(lines)
+
+
+def throughput_table(result: dict) -> str:
+    ref = result["matmul_flop_per_s"]
+    lines = [f"Device: {result['device_name']}, threads {result['threads']}; reference matmul "
+             f"({result['matmul_dtype']}, {result['matmul_size']}^2): {ref / 1e9:.1f} GFLOP/s", "",
+             "| model | params | MFLOP/spectrum fwd | MFLOP/spectrum train | train spectra/s | "
+             "infer spectra/s (batch 256) | train GFLOP/s (x matmul) | infer GFLOP/s (x matmul) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["models"]:
+        lines.append(
+            f"| {r['model']} | {r['n_parameters']} | {r['flops_forward_per_spectrum'] / 1e6:.2f} | "
+            f"{r['flops_train_per_spectrum'] / 1e6:.2f} | {r['train_spectra_per_s']:.0f} | "
+            f"{r['infer_spectra_per_s']:.0f} | {r['train_flop_per_s'] / 1e9:.2f} "
+            f"({r['train_flop_per_s'] / ref:.3f}) | {r['infer_flop_per_s'] / 1e9:.2f} "
+            f"({r['infer_flop_per_s'] / ref:.3f}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=REPO / "config.yaml")
+    parser.add_argument("--out", required=True, help="JSON output")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", nargs="+", default=["cnn", "bert_cnn"])
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="timing per measurement")
+    parser.add_argument("--matmul-size", type=int, default=1024)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's nominal peak (e.g. bf16 dense), to report the fraction")
+    parser.add_argument("--sweep", action="store_true", help="run the BERT-CNN defaults sweep")
+    parser.add_argument("--types", nargs="+", default=["K", "F", "G"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    meta = {"command": " ".join(sys.argv), "config": str(args.config), "threads": args.threads,
+            "platform": platform.platform(), "processor": platform.processor(),
+            "versions": package_versions()}
+    if args.sweep:
+        rows = sweep(cfg, args.types, args.seeds, args.threads)
+        write_json(args.out, {**meta, "centre": SWEEP_CENTRE, "rows": rows})
+        print(sweep_table(rows))
+        return
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else platform.processor() or platform.machine())
+    ref = matmul_flops(args.device, args.matmul_size, args.min_seconds)
+    result = {**meta, "device": args.device, "device_name": device_name,
+              "matmul_dtype": "bfloat16" if args.device == "cuda" else "float32",
+              "matmul_size": args.matmul_size, "matmul_flop_per_s": ref,
+              "peak_flop_per_s": args.peak_tflops * 1e12 if args.peak_tflops else None,
+              "models": throughput(cfg, args.models, args.device, args.min_seconds)}
+    if args.peak_tflops:
+        result["matmul_fraction_of_peak"] = ref / (args.peak_tflops * 1e12)
+        for r in result["models"]:
+            r["train_fraction_of_peak"] = r["train_flop_per_s"] / (args.peak_tflops * 1e12)
+            r["infer_fraction_of_peak"] = r["infer_flop_per_s"] / (args.peak_tflops * 1e12)
+    write_json(args.out, result)
+    print(throughput_table(result))
+
+
+if __name__ == "__main__":
+    main()

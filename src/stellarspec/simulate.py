@@ -1,0 +1,837 @@
+"""Offline sources of labelled stellar spectra.
+
+`simulate_spectra` is a physically motivated generator written in code: a Planck continuum at the
+subclass's effective temperature, absorption lines and molecular bands at their vacuum rest
+wavelengths with strengths that vary smoothly with temperature, per-star scatter in Teff,
+metallicity, radial velocity and reddening, SDSS resolution and noise drawn to hit an S/N window.
+
+`template_spectra` applies the same per-star perturbations and noise to empirical templates: the
+SDSS pipeline's spEigenStar templates or the Kesseli et al. (2017) dwarf templates.
+
+Both return (flux, ivar, meta): flux and ivar (N, L) float32 on the requested grid, flux in
+SDSS-like units (1e-17 erg/s/cm2/A), ivar = 1/sigma^2 of the noise actually added and 0 on bad or
+uncovered pixels, and meta with columns id, group, label, snr (the achieved median S/N, median of
+flux*sqrt(ivar) over pixels with ivar > 0, as SDSS's SN_MEDIAN_ALL) plus the drawn parameters
+teff, feh, rv (km/s) and ebv.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import fft
+from scipy.interpolate import PchipInterpolator
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, uniform_filter1d
+
+C_KMS = 299792.458
+SOLAR_TEFF = 5772.0
+RESOLUTION = 2000.0            # SDSS spectrograph, R = lambda / FWHM
+INTRINSIC_SIGMA_KMS = 20.0     # thermal + turbulent + rotational width of atomic lines
+FINE_LOG10_STEP = 2.0e-5       # working grid for the generator: 13.8 km/s per pixel
+CHUNK = 256                    # stars per vectorised block (bounds memory)
+
+# Per-star scatter (shared by both sources).
+FEH_MEAN, FEH_SIGMA = -0.3, 0.3  # field dwarfs observed by SDSS are mildly metal-poor
+RV_MAX_KMS = 150.0
+EBV_MAX = 0.1
+FLUX_LEVEL = (20.0, 200.0)     # median flux, 1e-17 erg/s/cm2/A, log-uniform
+BAD_STRETCHES_PER_STAR = 1.0   # Poisson mean of bad-column/sky-residual stretches (ivar = 0)
+BAD_STRETCH_MAX_PX = 8
+
+# Dwarf Teff against spectral type, Pecaut & Mamajek (2013, ApJS 208, 9), Table 5 (main
+# sequence), at the subclasses tabulated there; spectral code = 10 * letter index + digit,
+# O=0 B=10 A=20 F=30 G=40 K=50 M=60.
+TEFF_DWARF = {
+    "O3": 44900, "O5": 41400, "O7": 36500, "O9": 32500,
+    "B0": 31400, "B1": 26000, "B2": 20600, "B3": 17000, "B5": 15700, "B6": 14500,
+    "B7": 14000, "B8": 12300, "B9": 10700,
+    "A0": 9700, "A1": 9300, "A2": 8800, "A3": 8600, "A5": 8100, "A7": 7760,
+    "F0": 7220, "F1": 7020, "F2": 6810, "F3": 6750, "F4": 6670, "F5": 6510, "F6": 6340,
+    "F7": 6240, "F8": 6150, "F9": 6040,
+    "G0": 5920, "G1": 5880, "G2": 5770, "G3": 5720, "G4": 5680, "G5": 5660, "G6": 5590,
+    "G7": 5530, "G8": 5490, "G9": 5340,
+    "K0": 5280, "K1": 5170, "K2": 5040, "K3": 4830, "K4": 4600, "K5": 4450, "K6": 4200,
+    "K7": 4050, "K8": 3970, "K9": 3880,
+    "M0": 3850, "M1": 3680, "M2": 3550, "M3": 3400, "M4": 3200, "M5": 3050, "M6": 2800,
+    "M7": 2650, "M8": 2500, "M9": 2400,
+}
+SPECTRAL_LETTERS = "OBAFGKM"
+
+# How each feature's strength depends on Teff: a Gaussian in log10(Teff) around the temperature
+# where it peaks, with separate widths (dex) on the hot and cool sides:
+#   name: (peak Teff [K], width hot side [dex], width cool side [dex])
+TRENDS = {
+    # H I n=2 population (Boltzmann) times neutral fraction (Saha): peaks at A0-A2 and fades
+    # steeply through F, G and K.
+    "balmer": (9500.0, 0.16, 0.15),
+    # He I needs ~20 eV excitation: B stars only; He II: O stars only.
+    "he1": (20000.0, 0.10, 0.06),
+    "he2": (40000.0, 0.10, 0.04),
+    # O I 7774 triplet (9 eV lower level): strongest in late A / early F, gone by K.
+    "oxygen_triplet": (7800.0, 0.15, 0.08),
+    # Ionised metals (Fe II, Ti II, Sr II, Ba II): peak in F, weaken as they recombine in K.
+    "ionised_metal": (6500.0, 0.15, 0.20),
+    # Ca II H&K: Ca is Ca II from A to K and the H- continuum opacity falls with Teff, so the
+    # lines grow from A to K (saturated, with damping wings) and fade in M.
+    "ca2_hk": (4700.0, 0.12, 0.20),
+    # Ca II infrared triplet: mildly temperature sensitive, broad maximum in G-K.
+    "ca2_triplet": (5000.0, 0.15, 0.25),
+    # Neutral metals (Fe I, Mg I, Ca I, Cr I, Mn I, Al I, Si I) grow as their ionised fraction
+    # falls: weak in F, strong in K, peaking at the K/M boundary.
+    "neutral_metal": (4000.0, 0.10, 0.25),
+    # Alkalis (Na I, K I; ionisation potential ~5 eV) keep growing into the M dwarfs.
+    "alkali": (3500.0, 0.13, 0.25),
+    # CH (G band) and CN: appear in F, strongest in mid-K, fade in M as TiO takes over.
+    "ch": (4700.0, 0.09, 0.10),
+    # MgH (dwarf, gravity-sensitive): from ~K0, strong in late K and M.
+    "mgh": (3600.0, 0.07, 0.20),
+    # TiO: only below ~4300 K (weak at K7, dominant through M).
+    "tio": (3000.0, 0.045, 0.30),
+}
+
+# Atomic lines: (name, vacuum wavelength [A], trend, integrated optical depth at the trend's
+# peak and solar metallicity [A] (= equivalent width in the weak-line limit), Lorentzian
+# half-width of the damping wings [A] (0 = pure Gaussian core), scales with metallicity).
+# Vacuum wavelengths: NIST air values converted with the Morton (2000) formula, as in SDSS.
+LINES = [
+    # Balmer series: pressure-broadened wings, independent of metallicity.
+    ("H-alpha", 6564.61, "balmer", 16.0, 7.0, False),
+    ("H-beta", 4862.69, "balmer", 13.6, 7.0, False),
+    ("H-gamma", 4341.69, "balmer", 12.0, 6.5, False),
+    ("H-delta", 4102.90, "balmer", 11.2, 6.0, False),
+    ("H-epsilon", 3971.19, "balmer", 9.6, 5.5, False),
+    ("H8", 3890.15, "balmer", 8.0, 5.0, False),
+    ("H9", 3836.47, "balmer", 6.8, 4.5, False),
+    ("H10", 3798.98, "balmer", 5.6, 4.0, False),
+    # Helium (O and B stars).
+    ("He I 4026", 4027.33, "he1", 1.2, 0.0, False),
+    ("He I 4471", 4472.73, "he1", 1.4, 0.0, False),
+    ("He I 4922", 4923.30, "he1", 0.8, 0.0, False),
+    ("He I 5876", 5877.25, "he1", 1.0, 0.0, False),
+    ("He I 6678", 6679.99, "he1", 0.7, 0.0, False),
+    ("He II 4686", 4687.01, "he2", 1.0, 0.0, False),
+    # O I triplet.
+    ("O I 7772", 7774.08, "oxygen_triplet", 0.5, 0.0, False),
+    ("O I 7774", 7776.31, "oxygen_triplet", 0.4, 0.0, False),
+    ("O I 7775", 7777.53, "oxygen_triplet", 0.3, 0.0, False),
+    # Ca II H&K and the Ca II infrared triplet: strong, saturated, damping wings.
+    ("Ca II K", 3934.77, "ca2_hk", 40.0, 2.5, True),
+    ("Ca II H", 3969.59, "ca2_hk", 30.0, 2.0, True),
+    ("Ca II 8498", 8500.35, "ca2_triplet", 2.2, 0.8, True),
+    ("Ca II 8542", 8544.44, "ca2_triplet", 5.0, 1.2, True),
+    ("Ca II 8662", 8664.52, "ca2_triplet", 4.0, 1.0, True),
+    # Alkalis: Na D, Na I 8190 doublet, K I 7699 doublet.
+    ("Na D2", 5891.58, "alkali", 8.0, 0.8, True),
+    ("Na D1", 5897.55, "alkali", 6.5, 0.7, True),
+    ("Na I 8183", 8185.51, "alkali", 1.5, 0.3, True),
+    ("Na I 8195", 8197.07, "alkali", 2.0, 0.3, True),
+    ("K I 7665", 7667.01, "alkali", 2.5, 0.4, True),
+    ("K I 7699", 7701.08, "alkali", 2.0, 0.4, True),
+    # Mg I: the b triplet (with damping wings in K dwarfs) and others.
+    ("Mg I b1", 5168.76, "neutral_metal", 3.0, 0.5, True),
+    ("Mg I b2", 5174.12, "neutral_metal", 4.5, 0.6, True),
+    ("Mg I b4", 5185.04, "neutral_metal", 5.5, 0.7, True),
+    ("Mg I 3829", 3830.45, "neutral_metal", 2.5, 0.3, True),
+    ("Mg I 3832", 3833.39, "neutral_metal", 3.0, 0.3, True),
+    ("Mg I 3838", 3839.38, "neutral_metal", 3.5, 0.3, True),
+    ("Mg I 4571", 4572.38, "neutral_metal", 0.8, 0.0, True),
+    ("Mg I 4703", 4704.31, "neutral_metal", 0.6, 0.0, True),
+    ("Mg I 5528", 5529.94, "neutral_metal", 0.6, 0.0, True),
+    ("Mg I 8807", 8809.18, "neutral_metal", 0.8, 0.0, True),
+    # Ca I.
+    ("Ca I 4227", 4227.92, "neutral_metal", 5.0, 0.6, True),
+    ("Ca I 6103", 6104.41, "neutral_metal", 0.5, 0.0, True),
+    ("Ca I 6122", 6123.91, "neutral_metal", 0.7, 0.0, True),
+    ("Ca I 6162", 6163.88, "neutral_metal", 0.8, 0.0, True),
+    ("Ca I 6439", 6440.85, "neutral_metal", 0.5, 0.0, True),
+    # Fe I blends (the Lick Fe4383, Fe5270, Fe5335 features among them).
+    ("Fe I 3820", 3821.51, "neutral_metal", 1.5, 0.0, True),
+    ("Fe I 3860", 3861.00, "neutral_metal", 1.3, 0.0, True),
+    ("Fe I 4046", 4046.95, "neutral_metal", 1.0, 0.0, True),
+    ("Fe I 4064", 4064.74, "neutral_metal", 0.8, 0.0, True),
+    ("Fe I 4072", 4072.89, "neutral_metal", 0.8, 0.0, True),
+    ("Fe I 4144", 4145.04, "neutral_metal", 0.6, 0.0, True),
+    ("Fe I 4202", 4203.21, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 4260", 4261.67, "neutral_metal", 0.6, 0.0, True),
+    ("Fe I 4272", 4272.96, "neutral_metal", 0.7, 0.0, True),
+    ("Fe I 4326", 4326.98, "neutral_metal", 0.7, 0.0, True),
+    ("Fe I 4384", 4384.78, "neutral_metal", 1.0, 0.0, True),
+    ("Fe I 4405", 4405.99, "neutral_metal", 0.8, 0.0, True),
+    ("Fe I 4415", 4416.36, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 4529", 4529.88, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 4920", 4921.87, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 4958", 4958.98, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 5227", 5228.65, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 5270", 5271.01, "neutral_metal", 0.8, 0.0, True),
+    ("Fe I 5328", 5329.52, "neutral_metal", 0.7, 0.0, True),
+    ("Fe I 5371", 5372.98, "neutral_metal", 0.5, 0.0, True),
+    ("Fe I 5397", 5398.63, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 5406", 5407.27, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 5430", 5431.21, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 5447", 5448.43, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 6192", 6193.27, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 6231", 6232.44, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 6253", 6254.29, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 6394", 6395.37, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 6400", 6401.77, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 6495", 6496.77, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 8689", 8691.01, "neutral_metal", 0.4, 0.0, True),
+    ("Fe I 8824", 8826.64, "neutral_metal", 0.3, 0.0, True),
+    # Other neutral metals: Mn I 4030 triplet, Cr I 5206 triplet, Al I, Si I.
+    ("Mn I 4031", 4031.89, "neutral_metal", 0.8, 0.0, True),
+    ("Mn I 4033", 4034.20, "neutral_metal", 0.7, 0.0, True),
+    ("Mn I 4034", 4035.62, "neutral_metal", 0.6, 0.0, True),
+    ("Cr I 5205", 5205.96, "neutral_metal", 0.5, 0.0, True),
+    ("Cr I 5206", 5207.49, "neutral_metal", 0.6, 0.0, True),
+    ("Cr I 5208", 5209.87, "neutral_metal", 0.7, 0.0, True),
+    ("Al I 3944", 3945.13, "neutral_metal", 0.6, 0.0, True),
+    ("Al I 3962", 3962.64, "neutral_metal", 0.7, 0.0, True),
+    ("Si I 3906", 3906.63, "neutral_metal", 0.6, 0.0, True),
+    # Ionised metals.
+    ("Fe II 4924", 4925.29, "ionised_metal", 0.3, 0.0, True),
+    ("Fe II 5018", 5019.84, "ionised_metal", 0.3, 0.0, True),
+    ("Fe II 5169", 5170.47, "ionised_metal", 0.35, 0.0, True),
+    ("Fe II 5317", 5318.09, "ionised_metal", 0.2, 0.0, True),
+    ("Sr II 4078", 4078.86, "ionised_metal", 0.3, 0.0, True),
+    ("Sr II 4216", 4216.71, "ionised_metal", 0.25, 0.0, True),
+    ("Ba II 4554", 4555.31, "ionised_metal", 0.3, 0.0, True),
+    ("Ba II 4934", 4935.46, "ionised_metal", 0.25, 0.0, True),
+    ("Ba II 6142", 6143.41, "ionised_metal", 0.2, 0.0, True),
+    ("Ba II 6497", 6498.70, "ionised_metal", 0.2, 0.0, True),
+    ("Ti II 4444", 4445.05, "ionised_metal", 0.25, 0.0, True),
+    ("Ti II 4468", 4469.74, "ionised_metal", 0.25, 0.0, True),
+    ("Ti II 4501", 4502.53, "ionised_metal", 0.25, 0.0, True),
+    ("Ti II 4572", 4573.25, "ionised_metal", 0.2, 0.0, True),
+]
+
+# The forest of weaker neutral-metal lines that shapes F-K spectra at R ~ 2000, most of all
+# below 4500 A: (species, vacuum wavelength [A], strength tier). Lines prominent in the solar
+# spectrum (Moore et al. 1966 solar line list, air wavelengths converted to vacuum); the tier is
+# the rough solar equivalent width, FOREST_SOLAR_EW[tier]. They follow the neutral_metal trend
+# and scale with metallicity.
+FOREST_SOLAR_EW = {1: 0.15, 2: 0.35, 3: 0.9}  # A
+FOREST = [
+    ("Fe I", 3825.53, 2), ("Fe I", 3826.97, 3), ("Fe I", 3828.91, 2), ("Fe I", 3841.53, 2),
+    ("Fe I", 3842.14, 2), ("Fe I", 3857.46, 2), ("Fe I", 3879.67, 2), ("Fe I", 3887.38, 3),
+    ("Fe I", 3896.76, 2), ("Fe I", 3900.81, 2), ("Fe I", 3904.06, 2), ("Fe I", 3921.37, 2),
+    ("Fe I", 3924.02, 2), ("Fe I", 3929.03, 2), ("Fe I", 3931.41, 2), ("Fe I", 4006.37, 2),
+    ("Fe I", 4133.23, 2), ("Fe I", 4188.22, 1), ("Fe I", 4188.98, 1), ("Fe I", 4199.48, 1),
+    ("Fe I", 4237.13, 2), ("Fe I", 4251.32, 2), ("Fe I", 4251.99, 2), ("Fe I", 4283.60, 1),
+    ("Fe I", 4309.11, 2), ("Fe I", 4316.29, 1), ("Fe I", 4338.27, 1), ("Fe I", 4353.95, 1),
+    ("Fe I", 4377.16, 1), ("Fe I", 4428.55, 1), ("Fe I", 4443.59, 1), ("Fe I", 4448.97, 1),
+    ("Fe I", 4462.90, 1), ("Fe I", 4467.80, 1), ("Fe I", 4477.28, 1), ("Fe I", 4495.82, 1),
+    ("Fe I", 4872.68, 1), ("Fe I", 4873.50, 1), ("Fe I", 4892.13, 1), ("Fe I", 4892.86, 2),
+    ("Fe I", 4920.37, 1), ("Fe I", 5007.52, 1), ("Fe I", 5013.47, 1), ("Fe I", 5042.48, 1),
+    ("Fe I", 5051.23, 1), ("Fe I", 5053.04, 1), ("Fe I", 5084.76, 1), ("Fe I", 5111.83, 1),
+    ("Fe I", 5135.12, 1), ("Fe I", 5140.89, 1), ("Fe I", 5144.36, 1), ("Fe I", 5152.27, 1),
+    ("Fe I", 5168.93, 2), ("Fe I", 5173.04, 1), ("Fe I", 5192.90, 1), ("Fe I", 5193.79, 1),
+    ("Fe I", 5196.39, 1), ("Fe I", 5217.72, 1), ("Fe I", 5234.40, 2), ("Fe I", 5268.03, 1),
+    ("Fe I", 5283.26, 1), ("Fe I", 5285.09, 1), ("Fe I", 5325.66, 2), ("Fe I", 5341.42, 1),
+    ("Fe I", 5342.51, 1), ("Fe I", 5368.96, 1), ("Fe I", 5371.45, 1), ("Fe I", 5384.87, 1),
+    ("Fe I", 5394.67, 1), ("Fe I", 5412.41, 1), ("Fe I", 5416.71, 1), ("Fe I", 5425.58, 1),
+    ("Fe I", 5436.03, 1), ("Fe I", 5571.17, 1), ("Fe I", 5574.39, 1), ("Fe I", 5588.31, 1),
+    ("Fe I", 5617.20, 1), ("Fe I", 6139.39, 1), ("Fe I", 6248.05, 1), ("Fe I", 6266.86, 1),
+    ("Fe I", 6337.08, 1), ("Fe I", 6413.42, 1), ("Fe I", 6423.12, 1), ("Fe I", 6432.63, 1),
+    ("Fe I", 6548.05, 1), ("Fe I", 6594.73, 1), ("Fe I", 6679.83, 1), ("Fe I", 8329.34, 1),
+    ("Fe I", 8390.08, 1), ("Fe I", 8470.73, 1), ("Fe I", 8516.41, 1), ("Fe I", 8623.97, 1),
+    ("Fe I", 8677.13, 1), ("Ca I", 4284.22, 1), ("Ca I", 4290.57, 1), ("Ca I", 4303.74, 2),
+    ("Ca I", 4319.86, 1), ("Ca I", 4456.03, 2), ("Ca I", 5590.30, 1), ("Ca I", 5859.07, 1),
+    ("Ca I", 6451.59, 1), ("Ca I", 6464.36, 1), ("Ca I", 6495.57, 1), ("Ca I", 6719.53, 1),
+    ("Cr I", 4255.53, 2), ("Cr I", 4276.00, 2), ("Cr I", 4290.93, 2), ("Ti I", 4983.12, 1),
+    ("Ti I", 4992.46, 1), ("Ti I", 5000.89, 1), ("Mn I", 4755.37, 1), ("Mn I", 4784.77, 1),
+    ("Mn I", 4824.87, 1), ("Na I", 5684.21, 1), ("Na I", 5689.79, 1), ("Mg I", 8720.22, 1),
+    ("Mg I", 8738.42, 1), ("Ni I", 5478.42, 1),
+]
+
+# Molecular bands: (name, vacuum band head [A], shape, length [A], trend, integrated optical
+# depth at the trend's peak and solar metallicity [A]). Shape +1: sharp head, absorption
+# decaying exponentially over `length` to the red (degraded to the red); -1: to the violet;
+# 0: a smooth-edged box from the head over `length` (a dense blend of lines).
+BANDS = [
+    ("CN 3883", 3884.50, -1, 30.0, "ch", 6.0),
+    ("CH G band", 4297.0, 0, 20.0, "ch", 9.0),    # CH A-X (0,0) blend, 4297-4317 A
+    ("MgH 4780", 4781.34, -1, 60.0, "mgh", 20.0),
+    ("MgH 5211", 5212.45, -1, 150.0, "mgh", 80.0),
+    ("TiO 4955", 4955.98, +1, 60.0, "tio", 25.0),
+    ("TiO 5167", 5168.14, +1, 70.0, "tio", 30.0),
+    ("TiO 5449", 5449.51, +1, 80.0, "tio", 30.0),
+    ("TiO 5849", 5848.62, +1, 80.0, "tio", 25.0),
+    ("TiO 6160", 6160.50, +1, 100.0, "tio", 45.0),
+    ("TiO 6653", 6653.14, +1, 100.0, "tio", 40.0),
+    ("TiO 7056", 7055.64, +1, 120.0, "tio", 80.0),
+    ("TiO 7591", 7591.09, +1, 90.0, "tio", 40.0),
+    ("TiO 8435", 8434.62, +1, 80.0, "tio", 35.0),
+]
+
+# Line blanketing: the unresolved forest of weak metal lines depresses the blue continuum, more
+# so in cooler and metal-richer stars. Optical depth BLANKET_TAU * neutral_metal trend *
+# 10**[Fe/H] * (BLANKET_PIVOT / wavelength)**BLANKET_SLOPE.
+BLANKET_TAU = 0.6
+BLANKET_PIVOT = 4000.0
+BLANKET_SLOPE = 8.0
+
+SDSS_TEMPLATE_BALMER_WINDOW = 40.0  # A either side of a Balmer line: not scaled with [Fe/H]
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral types and temperatures
+# ---------------------------------------------------------------------------------------------
+
+def spectral_code(subclass: str) -> float:
+    """'K1' -> 51.0, 'M0.5' -> 60.5, 'F9V' -> 39.0 (a luminosity suffix is ignored)."""
+    match = re.match(r"^\s*([OBAFGKM])(\d(?:\.\d+)?)", subclass)
+    if match is None:
+        raise ValueError(f"cannot read a spectral type from subclass {subclass!r}; expected a "
+                         f"letter from {SPECTRAL_LETTERS} and a number 0-9.5, e.g. 'K1', 'M0.5', "
+                         "or give the subclass an explicit 'teff' in the config")
+    return 10.0 * SPECTRAL_LETTERS.index(match.group(1)) + float(match.group(2))
+
+
+_CODES = np.array([spectral_code(k) for k in TEFF_DWARF])
+_TEFF_OF_CODE = PchipInterpolator(_CODES, np.log10(list(TEFF_DWARF.values())))
+
+
+def teff_of_subclass(subclass: str) -> float:
+    """Dwarf effective temperature (K): Pecaut & Mamajek (2013), smoothly interpolated."""
+    code = spectral_code(subclass)
+    if not _CODES[0] <= code <= _CODES[-1]:
+        raise ValueError(f"subclass {subclass!r} lies outside O3-M9")
+    return float(10 ** _TEFF_OF_CODE(code))
+
+
+def subclass_teff(subclasses: dict) -> dict[str, float]:
+    """Nominal Teff per subclass; a subclass entry may set its own 'teff' (K)."""
+    return {name: float(spec["teff"]) if isinstance(spec, dict) and "teff" in spec
+            else teff_of_subclass(name) for name, spec in subclasses.items()}
+
+
+def teff_scatter(teff: dict[str, float]) -> dict[str, float]:
+    """Teff sigma per subclass: half the gap to the nearest neighbouring subclass of the set.
+
+    A lone subclass gets half the gap to its neighbours one MK step away.
+    """
+    names = list(teff)
+    sigma = {}
+    for name in names:
+        gaps = [abs(teff[name] - teff[other]) for other in names if other != name]
+        gaps = [g for g in gaps if g > 0]
+        if not gaps:
+            code = spectral_code(name)
+            lo, hi = max(code - 1, _CODES[0]), min(code + 1, _CODES[-1])
+            gaps = [abs(10 ** _TEFF_OF_CODE(lo) - 10 ** _TEFF_OF_CODE(hi)) / 2]
+        sigma[name] = 0.5 * min(gaps)
+    return sigma
+
+
+def trend(teff: np.ndarray, name: str) -> np.ndarray:
+    """Relative strength (peak 1) of a feature family at the given temperatures."""
+    peak, width_hot, width_cool = TRENDS[name]
+    x = np.log10(np.asarray(teff, dtype=float) / peak)
+    width = np.where(x > 0, width_hot, width_cool)
+    return np.exp(-0.5 * (x / width) ** 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Physics of one spectrum
+# ---------------------------------------------------------------------------------------------
+
+def planck(wave: np.ndarray, teff: np.ndarray) -> np.ndarray:
+    """B_lambda(T) up to a constant; wave (L,) or (N, L) in A, teff (N,) or (N, L) -> (N, L)."""
+    hc_over_k = 1.438777e8  # A K
+    wave = np.atleast_2d(wave)
+    teff = np.asarray(teff, dtype=float)
+    x = hc_over_k / (wave * (teff[:, None] if teff.ndim == 1 else teff))
+    return wave ** -5 / np.expm1(x)
+
+
+def hminus_opacity(wave: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """H- bound-free + free-free opacity per H atom per unit electron pressure (cm^2 / (dyn
+    cm^-2)), Gray (2005, The Observation and Analysis of Stellar Photospheres, eqs 8.11-8.13);
+    the dominant continuous opacity of F-K (and M) photospheres. Broadcasts wave against temp."""
+    theta = 5040.0 / temp
+    coeff = [1.99654, -1.18267e-5, 2.64243e-6, -4.40524e-10, 3.23992e-14, -1.39568e-18,
+             2.78701e-23]
+    alpha_bf = 1e-18 * np.polynomial.polynomial.polyval(wave, coeff)
+    alpha_bf = np.where(wave < 16300.0, np.clip(alpha_bf, 0, None), 0.0)  # 0.754 eV threshold
+    stimulated = 1 - 10 ** (-1.2398e4 * theta / wave)
+    bound_free = 4.158e-10 * alpha_bf * theta ** 2.5 * 10 ** (0.754 * theta) * stimulated
+    lw = np.log10(wave)
+    f0 = -2.2763 - 1.6850 * lw + 0.76661 * lw ** 2 - 0.053346 * lw ** 3
+    f1 = 15.2827 - 9.2846 * lw + 1.99381 * lw ** 2 - 0.142631 * lw ** 3
+    f2 = (-197.789 + 190.266 * lw - 67.9775 * lw ** 2 + 10.6913 * lw ** 3
+          - 0.625151 * lw ** 4)
+    lt = np.log10(theta)
+    free_free = 1e-26 * 10 ** (f0 + f1 * lt + f2 * lt ** 2)
+    return bound_free + free_free
+
+
+_ROSSELAND_WAVE = np.geomspace(1500.0, 1.0e5, 2000)
+
+
+def continuum(wave: np.ndarray, teff: np.ndarray) -> np.ndarray:
+    """Emergent continuum of a grey-ish H- photosphere, (N, L) up to a constant.
+
+    Eddington-Barbier: the flux at wavelength lambda is B_lambda at the temperature of the layer
+    where tau_lambda = 2/3, i.e. Rosseland depth tau_R = 2/3 * kappa_R / kappa_lambda, with
+    T^4 = 3/4 Teff^4 (tau_R + 2/3). H- is least opaque in the blue, so the blue continuum comes
+    from deeper, hotter layers and F-K spectra are bluer than a blackbody at Teff. Above
+    ~7500 K hydrogen takes over the opacity; the correction is faded out to a plain blackbody
+    by 10000 K. wave: (L,) or (N, L) rest wavelengths, teff: (N,).
+    """
+    teff = np.asarray(teff, dtype=float)
+    wave = np.broadcast_to(np.atleast_2d(wave), (teff.size, np.atleast_2d(wave).shape[1]))
+    # Rosseland mean of the H- opacity at Teff: weight 1/kappa by dB/dT.
+    lam = _ROSSELAND_WAVE[None, :]
+    t = teff[:, None]
+    x = 1.438777e8 / (lam * t)
+    weight = lam ** -5 * x * np.exp(x) / np.expm1(x) ** 2
+    inv_kappa = np.trapezoid(weight / hminus_opacity(lam, t), lam, axis=1)
+    kappa_rosseland = np.trapezoid(weight, lam, axis=1) / inv_kappa
+    tau = 2.0 / 3.0 * kappa_rosseland[:, None] / hminus_opacity(wave, t)
+    ratio = (0.75 * (tau + 2.0 / 3.0)) ** 0.25
+    fade = np.clip((10000.0 - teff) / 2500.0, 0.0, 1.0)[:, None]
+    return planck(wave, teff[:, None] * ratio ** fade)
+
+
+def extinction(wave: np.ndarray, ebv: np.ndarray, r_v: float = 3.1) -> np.ndarray:
+    """Transmission exp(-A_lambda/1.086) for a power-law extinction curve.
+
+    A_lambda = R_V E(B-V) (lambda / 5500 A)**-beta, with beta fixed so that A_B - A_V = E(B-V)
+    at 4400 A (beta ~ 1.25, close to the optical slope of Cardelli et al. 1989).
+    """
+    beta = np.log((r_v + 1) / r_v) / np.log(5500.0 / 4400.0)
+    a_lambda = r_v * np.asarray(ebv)[:, None] * (wave[None, :] / 5500.0) ** -beta
+    return 10 ** (-0.4 * a_lambda)
+
+
+def atomic_lines() -> list[tuple[float, str, float, float, bool]]:
+    """LINES and FOREST as (centre, trend, peak strength, wing half-width, scales with [Fe/H])."""
+    lines = [(centre, family, strength, gamma, metal)
+             for _, centre, family, strength, gamma, metal in LINES]
+    solar = float(trend(np.array([SOLAR_TEFF]), "neutral_metal")[0])
+    lines += [(centre, "neutral_metal", FOREST_SOLAR_EW[tier] / solar, 0.0, True)
+              for _, centre, tier in FOREST]
+    return lines
+
+
+def line_profiles(wave: np.ndarray) -> np.ndarray:
+    """Unit-area optical-depth profiles of every atomic line, (n_lines, L), rest frame.
+
+    Pseudo-Voigt: a Gaussian core (INTRINSIC_SIGMA_KMS) plus, for strong lines, Lorentzian
+    damping wings carrying a share of the area that grows with the wing width.
+    """
+    lines = atomic_lines()
+    profiles = np.empty((len(lines), wave.size))
+    for i, (centre, _, _, gamma, _) in enumerate(lines):
+        sigma = centre * INTRINSIC_SIGMA_KMS / C_KMS
+        d = wave - centre
+        gauss = np.exp(-0.5 * (d / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+        if gamma > 0:
+            lorentz = gamma / np.pi / (d ** 2 + gamma ** 2)
+            wing_share = gamma / (gamma + 1.0)
+            profiles[i] = (1 - wing_share) * gauss + wing_share * lorentz
+        else:
+            profiles[i] = gauss
+    return profiles
+
+
+def band_profiles(wave: np.ndarray) -> np.ndarray:
+    """Unit-area optical-depth profiles of the molecular bands, (len(BANDS), L)."""
+    profiles = np.empty((len(BANDS), wave.size))
+    for i, (_, head, shape, length, _, _) in enumerate(BANDS):
+        if shape == 0:
+            inside = 0.25 * (1 + np.tanh(wave - head)) * (1 + np.tanh(head + length - wave))
+            profiles[i] = inside / length
+        else:
+            d = shape * (wave - head)
+            edge = 0.5 * (1 + np.tanh(d))        # a head sharp to ~1 A
+            profiles[i] = edge * np.exp(-np.clip(d, 0, None) / length) / length
+    return profiles
+
+
+def feature_profiles(wave: np.ndarray) -> np.ndarray:
+    """Unit-strength optical-depth profiles of lines, bands and blanketing, (F, L)."""
+    blanket = (BLANKET_PIVOT / wave) ** BLANKET_SLOPE
+    return np.vstack([line_profiles(wave), band_profiles(wave), blanket[None, :]])
+
+
+def feature_strengths(teff: np.ndarray, feh: np.ndarray) -> np.ndarray:
+    """Strength of every feature of `feature_profiles` for each star, (N, F)."""
+    metal = 10 ** np.asarray(feh, dtype=float)
+    columns = [strength * trend(teff, family) * (metal if scales else 1.0)
+               for _, family, strength, _, scales in atomic_lines()]
+    columns += [strength * trend(teff, family) * metal
+                for _, _, _, _, family, strength in BANDS]
+    columns += [BLANKET_TAU * trend(teff, "neutral_metal") * metal]
+    return np.stack(columns, axis=1)
+
+
+def shift_and_broaden(spectra: np.ndarray, shift_px: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Shift each row by shift_px[n] pixels (to the red when > 0) and convolve it with a Gaussian
+    of sigma_px pixels, exactly, in Fourier space. On a log-wavelength grid a Doppler shift and a
+    constant-R instrument are both translation-invariant in pixels. Rows are edge-padded so that
+    the periodic transform does not wrap one end into the other."""
+    n, length = spectra.shape
+    pad = int(np.ceil(np.max(np.abs(shift_px), initial=0) + 6 * sigma_px)) + 8
+    size = fft.next_fast_len(length + 2 * pad, real=True)
+    padded = np.pad(spectra, ((0, 0), (pad, size - length - pad)), mode="edge")
+    freq = np.fft.rfftfreq(size)                                                # cycles / px
+    transfer = np.exp(-2 * (np.pi * sigma_px * freq) ** 2)[None, :] \
+        * np.exp(-2j * np.pi * freq[None, :] * np.asarray(shift_px)[:, None])
+    out = fft.irfft(fft.rfft(padded, axis=1) * transfer, n=size, axis=1)
+    return out[:, pad:pad + length]
+
+
+def log_grid_around(wave: np.ndarray, step: float, margin_kms: float) -> np.ndarray:
+    """A log10-uniform grid covering wave with a velocity margin on both ends."""
+    margin = np.log10(1 + margin_kms / C_KMS)
+    lo, hi = np.log10(wave[0]) - margin, np.log10(wave[-1]) + margin
+    return 10 ** (lo + step * np.arange(int(np.ceil((hi - lo) / step)) + 1))
+
+
+def interp_rows(x_new: np.ndarray, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """np.interp of every row of `rows` (sampled at the shared x) at the shared x_new."""
+    i = np.clip(np.searchsorted(x, x_new) - 1, 0, x.size - 2)
+    w = (x_new - x[i]) / (x[i + 1] - x[i])
+    return rows[:, i] * (1 - w) + rows[:, i + 1] * w
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-star parameters and noise
+# ---------------------------------------------------------------------------------------------
+
+def subclass_rng(seed: int, label: str) -> np.random.Generator:
+    """One stream per subclass, so adding a subclass does not change the others' stars."""
+    return np.random.default_rng([int(seed), zlib.crc32(label.encode())])
+
+
+def n_spectra(count: int, scale: float) -> int:
+    return max(1, round(count * scale))
+
+
+def draw_stars(rng: np.random.Generator, n: int, teff: float, teff_sigma: float,
+               snr_window) -> dict[str, np.ndarray]:
+    """Per-star parameters shared by both sources."""
+    lo, hi = float(snr_window[0]), float(snr_window[1])
+    if not 0 < lo <= hi:
+        raise ValueError(f"S/N window must satisfy 0 < lo <= hi, got {snr_window}")
+    # Draw the target S/N a hair inside the window so float32 storage cannot push the achieved
+    # value across an edge.
+    inset = 1e-3 * (hi - lo)
+    return {
+        "teff": np.clip(rng.normal(teff, teff_sigma, n), 2300.0, 50000.0),
+        "feh": np.clip(rng.normal(FEH_MEAN, FEH_SIGMA, n), -2.5, 0.6),
+        "rv": rng.uniform(-RV_MAX_KMS, RV_MAX_KMS, n),
+        "ebv": rng.uniform(0.0, EBV_MAX, n),
+        "level": np.exp(rng.uniform(*np.log(FLUX_LEVEL), n)),
+        "snr_target": rng.uniform(lo + inset, hi - inset, n),
+    }
+
+
+def median_snr(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+    """Median of flux*sqrt(ivar) over pixels with ivar > 0 (SDSS SN_MEDIAN_ALL)."""
+    snr = np.where(ivar > 0, flux * np.sqrt(ivar), np.nan)
+    return np.nanmedian(snr, axis=1)
+
+
+def bad_pixel_mask(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+    """A few short stretches per star that SDSS would flag (bad columns, sky-line residuals)."""
+    bad = np.zeros((n, length), dtype=bool)
+    counts = rng.poisson(BAD_STRETCHES_PER_STAR, n)
+    for row in np.flatnonzero(counts):
+        starts = rng.integers(0, length, counts[row])
+        widths = rng.integers(1, BAD_STRETCH_MAX_PX + 1, counts[row])
+        for start, width in zip(starts, widths):
+            bad[row, start:start + width] = True
+    return bad
+
+
+def add_noise(rng: np.random.Generator, model: np.ndarray, good: np.ndarray,
+              snr_target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian noise hitting each star's median S/N target; returns flux, ivar, achieved S/N.
+
+    The noise shape is photon noise from star plus a flat sky/read floor, sigma ~ sqrt(f + b)
+    with b the star's median flux. Its amplitude k is solved per star so that the median of
+    (model + k*shape*eps) / (k*shape) over good pixels equals the target, with the unit normal
+    deviates eps drawn once: the returned ivar is exactly that of the noise added.
+    """
+    model = model.astype(np.float64)
+    floor = np.nanmedian(np.where(good, model, np.nan), axis=1, keepdims=True)
+    floor = np.nan_to_num(floor, nan=1.0)
+    shape = np.sqrt(np.clip(model, 0, None) + floor)
+    eps = rng.standard_normal(model.shape)
+    ratio = np.where(good, model / shape, np.nan)
+    k = np.nanmedian(ratio, axis=1) / snr_target
+    for _ in range(50):
+        achieved = np.nanmedian(ratio / k[:, None] + eps, axis=1)
+        k *= achieved / snr_target
+        if np.all(np.abs(achieved / snr_target - 1) < 1e-7):
+            break
+    sigma = k[:, None] * shape
+    flux = np.where(good, model + sigma * eps, 0.0).astype(np.float32)
+    ivar = np.where(good, 1.0 / sigma ** 2, 0.0).astype(np.float32)
+    return flux, ivar, median_snr(flux.astype(np.float64), ivar.astype(np.float64))
+
+
+def finish(rng, model, covered, stars, label, prefix) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Scale, mask, add noise and build the metadata of one subclass."""
+    n, length = model.shape
+    good = covered & ~bad_pixel_mask(rng, n, length)
+    level = np.nanmedian(np.where(good, model, np.nan), axis=1)
+    model = model * (stars["level"] / level)[:, None]
+    flux, ivar, snr = add_noise(rng, model, good, stars["snr_target"])
+    ids = [f"{prefix}-{label}-{i:06d}" for i in range(n)]
+    meta = pd.DataFrame({"id": ids, "group": [f"{i}-obj" for i in ids], "label": label,
+                         "snr": snr.astype(np.float32), "teff": stars["teff"],
+                         "feh": stars["feh"], "rv": stars["rv"], "ebv": stars["ebv"]})
+    return flux, ivar, meta
+
+
+def concatenate(parts):
+    fluxes, ivars, metas = zip(*parts)
+    return (np.concatenate(fluxes), np.concatenate(ivars),
+            pd.concat(metas, ignore_index=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Source 1: the physical generator
+# ---------------------------------------------------------------------------------------------
+
+def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.ndarray,
+                  ebv: np.ndarray) -> np.ndarray:
+    """Noise-free spectra (N, L) on `wave` (vacuum A), arbitrary flux scale."""
+    fine = log_grid_around(wave, FINE_LOG10_STEP, margin_kms=3 * RV_MAX_KMS)
+    profiles = feature_profiles(fine)                                           # (F, Lf)
+    px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
+    sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
+    out = np.empty((len(teff), wave.size))
+    for s in range(0, len(teff), CHUNK):
+        part = slice(s, s + CHUNK)
+        lines = np.exp(-feature_strengths(teff[part], feh[part]) @ profiles)   # (n, Lf) rest
+        shift_px = np.log1p(rv[part] / C_KMS) / np.log(10) / FINE_LOG10_STEP
+        lines = shift_and_broaden(lines, shift_px, sigma_instr)
+        lines = interp_rows(np.log10(wave), np.log10(fine), lines)             # (n, L) observed
+        rest_wave = wave[None, :] / (1 + rv[part, None] / C_KMS)
+        out[part] = continuum(rest_wave, teff[part]) * lines * extinction(wave, ebv[part])
+    return out
+
+
+def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Simulated spectra of every subclass: max(1, round(count*scale)) each, deterministic."""
+    wave = np.asarray(wave, dtype=float)
+    teff = subclass_teff(subclasses)
+    sigma = teff_scatter(teff)
+    parts = []
+    for label, spec in subclasses.items():
+        rng = subclass_rng(seed, label)
+        stars = draw_stars(rng, n_spectra(spec["count"], scale), teff[label], sigma[label],
+                           spec["snr"])
+        model = model_spectra(wave, stars["teff"], stars["feh"], stars["rv"], stars["ebv"])
+        covered = np.ones(model.shape, dtype=bool)
+        parts.append(finish(rng, model, covered, stars, label, "sim"))
+    return concatenate(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Source 2: empirical templates with the same perturbations
+# ---------------------------------------------------------------------------------------------
+
+class TemplateVariant:
+    """One template spectrum on a log10-uniform rest-frame grid.
+
+    flux: (Lb,); std: (Lb,) within-class scatter or None; covered: (Lb,) bool; feh: the
+    variant's [Fe/H] (None where the library has a single variant per subclass).
+    """
+
+    def __init__(self, flux, covered, std=None, feh=None):
+        self.flux, self.covered, self.std, self.feh = flux, covered, std, feh
+
+
+def read_sdss_templates(path) -> tuple[np.ndarray, dict[str, list[TemplateVariant]]]:
+    """spEigenStar-*.fits: rows named by NAMEi, wavelength 10**(COEFF0 + COEFF1 * i).
+
+    Zero-filled edges carry no coverage.
+    """
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        header, data = hdul[0].header, np.asarray(hdul[0].data, dtype=np.float64)
+    base_wave = 10 ** (header["COEFF0"] + header["COEFF1"] * np.arange(data.shape[1]))
+    variants = {}
+    for i, row in enumerate(data):
+        covered = row != 0
+        variants[str(header[f"NAME{i}"]).strip()] = [TemplateVariant(row, covered)]
+    return base_wave, variants
+
+
+def kesseli_files(directory) -> dict[str, dict[float, Path]]:
+    """{subclass: {[Fe/H] label: path}} for the SUBCLASS_[Fe/H]_Dwarf.fits files present."""
+    files: dict[str, dict[float, Path]] = {}
+    for path in sorted(Path(directory).glob("*_Dwarf.fits")):
+        match = re.fullmatch(r"([A-Z]\d(?:\.\d)?)_([+-]\d\.\d)_Dwarf\.fits", path.name)
+        if match:
+            files.setdefault(match.group(1), {})[float(match.group(2))] = path
+    return files
+
+
+def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray
+                           ) -> dict[str, list[TemplateVariant]]:
+    """Kesseli et al. (2017) dwarf templates, every [Fe/H] variant of the requested subclasses,
+    resampled onto base_wave (log-uniform, vacuum like the files).
+
+    The file's [Fe/H] label is the upper edge of a 0.5 dex bin (the headers say e.g. 'All added
+    templated had 0.0 > FeH > -0.5dex' for +0.0), so a variant stands for [Fe/H] = label - 0.25.
+    Templates co-added from a single spectrum have Std = 0; they borrow the median relative
+    scatter (Std / Flux) of the subclass's other variants.
+    """
+    from astropy.io import fits
+
+    files = kesseli_files(directory)
+    variants = {}
+    for label in subclasses:
+        if label not in files:
+            raise ValueError(f"no Kesseli template for subclass {label!r} in {directory}; "
+                             f"available: {sorted(files)}")
+        found = []
+        for feh_label, path in sorted(files[label].items()):
+            with fits.open(path) as hdul:
+                table = hdul[1].data
+                wave = 10 ** np.asarray(table["LogLam"], dtype=np.float64)
+                flux = np.asarray(table["Flux"], dtype=np.float64)
+                std = np.asarray(table["Std"], dtype=np.float64)
+            ok = np.isfinite(flux) & (flux > 0)
+            inside = (base_wave >= wave[ok][0]) & (base_wave <= wave[ok][-1])
+            covered = inside & (np.interp(base_wave, wave, ok.astype(float)) == 1)
+            found.append(TemplateVariant(np.interp(base_wave, wave, np.where(ok, flux, 0.0)),
+                                         covered, np.interp(base_wave, wave, std),
+                                         feh_label - 0.25))
+        with_std = [v.std / np.where(v.flux > 0, v.flux, np.inf) for v in found if v.std.any()]
+        relative = np.median(with_std, axis=0) if with_std else np.zeros_like(base_wave)
+        for v in found:
+            if not v.std.any():
+                v.std = relative * v.flux
+        variants[label] = found
+    return variants
+
+
+def continuum_envelope(flux: np.ndarray, covered: np.ndarray, width_px: int) -> np.ndarray:
+    """A smooth upper envelope of a template: running maximum, then smoothed."""
+    filled = np.interp(np.arange(flux.size), np.flatnonzero(covered), flux[covered])
+    envelope = maximum_filter1d(filled, width_px)
+    return uniform_filter1d(envelope, width_px)
+
+
+def scale_metal_lines(base_wave, variant: TemplateVariant, dfeh: np.ndarray) -> np.ndarray:
+    """Template rows (n, Lb) with metal-line optical depth scaled by 10**dfeh per star.
+
+    Optical depth against a running upper envelope, tau = -ln(flux / envelope); the Balmer lines
+    (SDSS_TEMPLATE_BALMER_WINDOW either side) are left alone.
+    """
+    step = np.log10(base_wave[1] / base_wave[0])
+    width = max(3, int(round(np.log10(1 + 3000 / C_KMS) / step)))  # ~ +-1500 km/s window
+    envelope = continuum_envelope(variant.flux, variant.covered, width)
+    tau = -np.log(np.clip(variant.flux / envelope, 1e-3, 1.0))
+    balmer = np.zeros(base_wave.size, dtype=bool)
+    for _, centre, family, _, _, _ in LINES:
+        if family == "balmer":
+            balmer |= np.abs(base_wave - centre) < SDSS_TEMPLATE_BALMER_WINDOW
+    factor = np.where(balmer[None, :], 1.0, 10 ** np.asarray(dfeh)[:, None])
+    return envelope[None, :] * np.exp(-tau[None, :] * factor)
+
+
+def smooth_deviates(rng, n: int, length: int, corr_px: float) -> np.ndarray:
+    """Unit-variance Gaussian deviates correlated over ~corr_px pixels, (n, length)."""
+    white = rng.standard_normal((n, length))
+    smooth = gaussian_filter1d(white, corr_px, axis=1, mode="reflect")
+    return smooth * np.sqrt(2 * np.sqrt(np.pi) * corr_px)  # 1 / sqrt(sum of kernel^2)
+
+
+def observe_templates(wave, base_wave, rows, covered_rows, teff_nominal, stars) -> tuple:
+    """Teff scatter (continuum colour), radial velocity and reddening applied to template rows
+    (n, Lb) on the log-uniform base grid; returns spectra and coverage on `wave`, (n, L)."""
+    step = np.log10(base_wave[1] / base_wave[0])
+    rows = rows * continuum(base_wave, stars["teff"]) \
+        / continuum(base_wave, np.full(len(rows), teff_nominal))
+    # Fill uncovered pixels with the nearest covered value so the shift does not ring.
+    filled = np.empty_like(rows)
+    for i, (row, cov) in enumerate(zip(rows, covered_rows)):
+        index = np.flatnonzero(cov)
+        filled[i] = row[index[np.clip(np.searchsorted(index, np.arange(row.size)), 0,
+                                      index.size - 1)]]
+    shift_px = np.log1p(stars["rv"] / C_KMS) / np.log(10) / step
+    observed = shift_and_broaden(filled, shift_px, 0.0)
+    out = interp_rows(np.log10(wave), np.log10(base_wave), observed)
+    rest = np.log10(wave)[None, :] - np.log10(1 + stars["rv"] / C_KMS)[:, None]
+    covered = np.empty(out.shape, dtype=bool)
+    for i in range(len(out)):
+        covered[i] = np.interp(rest[i], np.log10(base_wave), covered_rows[i].astype(float),
+                               left=0.0, right=0.0) == 1.0
+    return out * extinction(wave, stars["ebv"]), covered
+
+
+def template_spectra(cfg_templates: dict, subclasses: dict, wave: np.ndarray, scale: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Spectra built on an empirical template library, max(1, round(count*scale)) per subclass.
+
+    library 'sdss': the spEigenStar row named like the subclass; per star a Teff offset (as a
+    continuum colour change), metal lines scaled by 10**([Fe/H] - FEH_MEAN) (the template
+    standing for the mean star), radial velocity, reddening, flux level, noise.
+    library 'kesseli': per star the [Fe/H] variant nearest the star's drawn [Fe/H], plus a
+    smooth deviation scaled by the template's per-pixel Std (the scatter among the co-added
+    stars, which replaces the Teff and metal-line scatter), then radial velocity, reddening,
+    flux level and noise. The files are at SDSS/BOSS resolution already: no broadening.
+    """
+    wave = np.asarray(wave, dtype=float)
+    library = cfg_templates["library"]
+    teff = subclass_teff(subclasses)
+    sigma = teff_scatter(teff)
+    if library == "sdss":
+        base_wave, variants = read_sdss_templates(cfg_templates["sdss_path"])
+        missing = [s for s in subclasses if s not in variants]
+        if missing:
+            raise ValueError(f"no SDSS template named {missing} in {cfg_templates['sdss_path']};"
+                             f" available: {sorted(variants)}")
+    elif library == "kesseli":
+        base_wave = log_grid_around(wave, FINE_LOG10_STEP, margin_kms=3 * RV_MAX_KMS)
+        variants = read_kesseli_templates(cfg_templates["kesseli_dir"], subclasses, base_wave)
+    else:
+        raise ValueError(f"templates.library must be 'sdss' or 'kesseli', got {library!r}")
+    std_corr_px = np.log10(1 + 350.0 / C_KMS) / np.log10(base_wave[1] / base_wave[0])
+
+    parts = []
+    for label, spec in subclasses.items():
+        rng = subclass_rng(seed, label)
+        n = n_spectra(spec["count"], scale)
+        stars = draw_stars(rng, n, teff[label], sigma[label], spec["snr"])
+        if library == "sdss":
+            variant = variants[label][0]
+            rows = scale_metal_lines(base_wave, variant, stars["feh"] - FEH_MEAN)
+            covered = np.broadcast_to(variant.covered, rows.shape)
+        else:
+            stars["teff"] = np.full(n, teff[label])
+            centres = np.array([v.feh for v in variants[label]])
+            pick = np.abs(stars["feh"][:, None] - centres[None, :]).argmin(axis=1)
+            stars["feh"] = centres[pick]
+            rows = np.empty((n, base_wave.size))
+            covered = np.empty((n, base_wave.size), dtype=bool)
+            for j, v in enumerate(variants[label]):
+                chosen = np.flatnonzero(pick == j)
+                deviation = smooth_deviates(rng, chosen.size, base_wave.size, std_corr_px)
+                rows[chosen] = v.flux + v.std * deviation
+                covered[chosen] = v.covered
+        model, covered_out = [], []
+        for s in range(0, n, CHUNK):
+            part = slice(s, s + CHUNK)
+            chunk_stars = {k: v[part] for k, v in stars.items()}
+            m, c = observe_templates(wave, base_wave, rows[part], covered[part], teff[label],
+                                     chunk_stars)
+            model.append(m)
+            covered_out.append(c)
+        model, covered_out = np.concatenate(model), np.concatenate(covered_out)
+        covered_out &= model > 0
+        parts.append(finish(rng, model, covered_out, stars, label, f"tpl-{library}"))
+    return concatenate(parts)

@@ -1,0 +1,514 @@
+"""One labelled dataset per stellar type, from the source named in the config.
+
+    build_dataset(cfg, stellar_type) -> (SpectraSet, rejects DataFrame[source_id, reason, detail])
+    write_dataset(cfg, stellar_type, out_npz, out_rejects_csv)
+
+`cfg` is the whole config (config.yaml); its paths are relative to the working directory. The
+classes are the type's subclasses in config order. Every source ends in the same preprocessing
+(stellarspec.preprocess: mask, resample onto the common grid, fill, normalise).
+
+Sources (cfg['source']):
+
+  simulated  stellarspec.simulate.simulate_spectra: round(count * scale) spectra per subclass,
+             already on the common grid. Seed: simulated.seed.
+  templates  stellarspec.simulate.template_spectra driven by templates.library. Seed:
+             templates.seed.
+  sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits under sdss.spec_dir (searched
+             recursively), or, when spec_dir is null, the DR10 query and download of
+             stellarspec.sdss_remote into sdss.cache_dir. Then the paper's Table 1 selection.
+  table      a labelled-spectra file the user brings (table.path), schema below. Then the same
+             selection, except that there is no de-duplication: its group ids keep spectra of
+             one object together in the splits instead.
+
+Selection (sdss and table), in this order; each dropped input becomes one rejects row:
+  1. the file reads (sdss_fits.read_many: corrupt, truncated, missing HDU/column, NaN/inf flux,
+     invalid values, all masked);
+  2. CLASS == 'STAR' (sdss);
+  3. the subclass label matches one of the type's subclasses under label_policy (labels.py);
+  4. ZWARNING == 0 (sdss);
+  5. lo <= S/N <= hi for the subclass, S/N from snr_column (sdss) or the table's snr;
+  6. at least one good pixel on the common grid after resampling ('all masked');
+  7. one spectrum per object (sdss): the highest S/N is kept, the others are 'duplicate object';
+  8. at most `count` spectra per subclass: spectra are ranked by a hash of (sdss.seed or
+     table.seed, default 0, spectrum id) and the first `count` kept, the rest are 'above
+     target count'. The hash makes the choice a seeded random sample that does not depend on
+     the order of the files or on which other files are present.
+
+Table schema (.npz, or .h5 with these datasets at the root):
+
+    wave   (L,)    float   wavelength in Angstrom (vacuum, like SDSS), strictly increasing
+    flux   (N, L)  float   flux density, any units; must be finite (mark bad pixels in ivar)
+    ivar   (N, L)  float   optional inverse variance; pixels with ivar == 0 are masked
+    label  (N,)    str     subclass label, matched to the config under label_policy
+    snr    (N,)    float   signal-to-noise used for the S/N windows
+    id     (N,)    str     unique spectrum id
+    group  (N,)    str     optional object id (defaults to id); a group never straddles a split
+
+Reject reasons: those of sdss_fits (unreadable file, empty file, not FITS, truncated FITS,
+corrupt FITS, checksum mismatch, missing HDU, missing column, bad column format, invalid values,
+NaN/inf flux, all masked) and 'wrong class', 'subclass not in type', 'zwarning',
+'S/N outside window', 'duplicate object', 'duplicate id', 'above target count', 'download failed'.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import preprocess, sdss_fits
+from .dataset import SpectraSet, save_dataset
+from .io import atomic_path, config_hash, package_versions
+from .labels import POLICIES, match_subclass
+
+SOURCES = ("simulated", "templates", "sdss", "table")
+REJECT_COLUMNS = ["source_id", "reason", "detail"]
+WRONG_CLASS = "wrong class"
+NOT_IN_TYPE = "subclass not in type"
+ZWARNING = "zwarning"
+SNR_OUTSIDE = "S/N outside window"
+DUPLICATE_OBJECT = "duplicate object"
+DUPLICATE_ID = "duplicate id"
+ABOVE_COUNT = "above target count"
+DOWNLOAD_FAILED = "download failed"
+
+
+class NoSpectraError(RuntimeError):
+    """Nothing (or not every subclass) survived; the message says what to change."""
+
+
+# ------------------------------------------------------------------------------ public API
+
+def build_dataset(cfg: dict, stellar_type: str) -> tuple[SpectraSet, pd.DataFrame]:
+    """The type's dataset from cfg['source'], and the table of every input that was dropped."""
+    source = cfg.get("source")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if stellar_type not in cfg.get("types", {}):
+        raise ValueError(f"stellar type {stellar_type!r} is not in types "
+                         f"({', '.join(cfg.get('types', {}))})")
+    if cfg.get("label_policy", "exact") not in POLICIES:
+        raise ValueError(f"label_policy must be one of {POLICIES}, "
+                         f"got {cfg.get('label_policy')!r}")
+    builder = {"simulated": _simulated, "templates": _templates, "sdss": _sdss,
+               "table": _table}[source]
+    batch, rejects, inputs = builder(cfg, stellar_type)
+    return _to_dataset(cfg, stellar_type, batch, rejects, inputs)
+
+
+def write_dataset(cfg: dict, stellar_type: str, out_npz, out_rejects_csv) -> SpectraSet:
+    """Build and write the dataset and its rejects table (both atomically).
+
+    The rejects table is written even when nothing survives, then NoSpectraError is raised.
+    """
+    ds, rejects = build_dataset(cfg, stellar_type)
+    with atomic_path(out_rejects_csv) as tmp:
+        rejects.to_csv(tmp, index=False)
+    empty = [c for c in ds.classes if ds.provenance["counts"].get(c, 0) == 0]
+    if empty:
+        raise NoSpectraError(_explain_empty(cfg, stellar_type, ds, rejects, empty,
+                                            out_rejects_csv))
+    save_dataset(out_npz, ds)
+    return ds
+
+
+def config_subset(cfg: dict, stellar_type: str) -> dict:
+    """The part of the config that determines this type's dataset (hashed into provenance)."""
+    source = cfg["source"]
+    subset = {"source": source, "stellar_type": stellar_type,
+              "types": {stellar_type: cfg["types"][stellar_type]}, "grid": cfg["grid"],
+              "normalise": cfg.get("normalise", "minmax")}
+    if source in ("simulated", "templates"):
+        subset.update(scale=cfg.get("scale", 1.0), **{source: cfg.get(source, {})})
+    if source == "sdss":
+        subset.update(snr_column=cfg.get("snr_column", "SN_MEDIAN_ALL"),
+                      label_policy=cfg.get("label_policy", "exact"),
+                      sdss={k: v for k, v in cfg["sdss"].items()
+                            if k not in ("cache_dir", "max_retries")})
+    if source == "table":
+        subset.update(label_policy=cfg.get("label_policy", "exact"), table=cfg["table"])
+    return subset
+
+
+def cap_rank(ids, seed: int = 0) -> np.ndarray:
+    """Rank key for the per-subclass cap: a seeded hash of each id (smaller is kept first)."""
+    return np.array([int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:8], "big")
+                     for i in ids], dtype=np.uint64)
+
+
+def common_loglam(cfg: dict) -> np.ndarray:
+    return preprocess.grid_loglam(cfg["grid"])
+
+
+# ---------------------------------------------------------------------------------- batches
+
+class _Batch:
+    """Preprocessed spectra plus one row of meta per spectrum (id, group, label, snr)."""
+
+    def __init__(self, flux, mask, n_good, meta: pd.DataFrame):
+        self.flux, self.mask, self.n_good = flux, mask, np.asarray(n_good)
+        self.meta = meta.reset_index(drop=True)
+
+    def take(self, keep) -> "_Batch":
+        keep = np.asarray(keep)
+        return _Batch(self.flux[keep], self.mask[keep], self.n_good[keep], self.meta.iloc[keep])
+
+
+def _reject(rejects: list, source_id, reason: str, detail: str) -> None:
+    rejects.append({"source_id": str(source_id), "reason": reason, "detail": detail})
+
+
+def _drop_unusable(batch: _Batch, rejects: list) -> _Batch:
+    keep = batch.n_good > 0
+    for sid in batch.meta.loc[~keep, "source_id"]:
+        _reject(rejects, sid, sdss_fits.ALL_MASKED, "no good pixel on the common grid")
+    return batch.take(np.flatnonzero(keep))
+
+
+# ------------------------------------------------------------------------- offline sources
+
+def _generated(cfg, stellar_type, generate):
+    subclasses = cfg["types"][stellar_type]
+    loglam = common_loglam(cfg)
+    flux, ivar, meta = generate(subclasses, 10.0 ** loglam)
+    rejects = []
+    finite = np.isfinite(flux).all(axis=1)
+    for sid in meta.loc[~finite, "id"]:
+        _reject(rejects, sid, sdss_fits.NONFINITE_FLUX, "generator produced NaN/inf flux")
+    keep = np.flatnonzero(finite)
+    out, mask, n_good = preprocess.preprocess(loglam, flux[keep], ivar[keep], loglam_out=loglam,
+                                              method=cfg.get("normalise", "minmax"))
+    meta = meta.iloc[keep].reset_index(drop=True)
+    meta = pd.DataFrame({"id": meta["id"].astype(str), "group": meta["group"].astype(str),
+                         "label": meta["label"].astype(str),
+                         "snr": meta["snr"].astype(np.float32), "source_id": meta["id"]})
+    batch = _drop_unusable(_Batch(out, mask, n_good, meta), rejects)
+    return batch, rejects, {"n_generated": int(len(flux))}
+
+
+def _simulated(cfg, stellar_type):
+    from . import simulate
+
+    seed = int(cfg.get("simulated", {}).get("seed", 0))
+    scale = float(cfg.get("scale", 1.0))
+    return _generated(cfg, stellar_type,
+                      lambda subclasses, wave: simulate.simulate_spectra(subclasses, wave,
+                                                                         scale, seed))
+
+
+def _templates(cfg, stellar_type):
+    from . import simulate
+
+    templates = cfg["templates"]
+    seed = int(templates.get("seed", 0))
+    scale = float(cfg.get("scale", 1.0))
+    return _generated(cfg, stellar_type,
+                      lambda subclasses, wave: simulate.template_spectra(templates, subclasses,
+                                                                         wave, scale, seed))
+
+
+# ------------------------------------------------------------------------------------- sdss
+
+def _sdss(cfg, stellar_type):
+    sdss = cfg["sdss"]
+    rejects = []
+    if sdss.get("spec_dir"):
+        spec_dir = Path(sdss["spec_dir"])
+        if not spec_dir.is_dir():
+            raise FileNotFoundError(f"sdss.spec_dir {spec_dir} is not a directory")
+        paths = sorted(str(p) for p in spec_dir.rglob("*.fits") if p.is_file())
+        inputs = {"spec_dir": str(spec_dir), "n_files": len(paths),
+                  "files_digest": _listing_digest(paths)}
+    else:
+        from . import sdss_remote
+
+        manifest = sdss_remote.fetch_type(cfg, stellar_type,
+                                          select=lambda rows: _cap_query(cfg, stellar_type, rows))
+        failed = manifest["status"] == "failed"
+        for row in manifest[failed].itertuples():
+            _reject(rejects, row.url, DOWNLOAD_FAILED, row.error)
+        paths = manifest.loc[~failed, "path"].tolist()
+        inputs = {"query": "SDSS DR10 SpecObjAll", "n_selected": int(len(manifest)),
+                  "n_failed": int(failed.sum()), "files_digest": _listing_digest(paths)}
+    records, file_rejects = sdss_fits.read_many(paths)
+    for r in file_rejects:
+        _reject(rejects, r.path, r.reason, r.detail)
+    batch = _select_records(cfg, stellar_type, records, rejects)
+    batch = _one_per_object(batch, rejects)
+    batch = _cap(cfg, stellar_type, batch, rejects, seed=int(sdss.get("seed", 0)))
+    return batch, rejects, inputs
+
+
+def _listing_digest(paths) -> str:
+    """Hash of the input files' names and sizes: a changed input changes the provenance."""
+    h = hashlib.sha256()
+    for p in paths:
+        path = Path(p)
+        h.update(f"{path.name}:{path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _select_records(cfg, stellar_type, records, rejects) -> _Batch:
+    subclasses = cfg["types"][stellar_type]
+    policy = cfg.get("label_policy", "exact")
+    snr_column = cfg.get("snr_column", "SN_MEDIAN_ALL")
+    kept, rows = [], []
+    for rec in records:
+        meta, sid = rec.meta, rec.path
+        if meta["CLASS"].strip().upper() != "STAR":
+            _reject(rejects, sid, WRONG_CLASS, f"CLASS = {meta['CLASS']!r}")
+            continue
+        label = match_subclass(meta["SUBCLASS"], subclasses, policy)
+        if label is None:
+            _reject(rejects, sid, NOT_IN_TYPE, _not_in_type(meta["SUBCLASS"], stellar_type,
+                                                             subclasses, policy))
+            continue
+        if meta["ZWARNING"] != 0:
+            _reject(rejects, sid, ZWARNING, f"ZWARNING = {meta['ZWARNING']}")
+            continue
+        snr = meta.get(snr_column)
+        if snr is None:
+            _reject(rejects, sid, sdss_fits.MISSING_COLUMN,
+                    f"snr_column {snr_column} is not in the file (needs SN_MEDIAN)")
+            continue
+        lo, hi = subclasses[label]["snr"]
+        if not lo <= snr <= hi:
+            _reject(rejects, sid, SNR_OUTSIDE,
+                    f"{snr_column} = {snr:.3f} outside [{lo}, {hi}] for {label}")
+            continue
+        kept.append(rec)
+        rows.append({"id": meta["SPEC_ID"], "group": meta["OBJECT_ID"], "label": label,
+                     "snr": np.float32(snr), "source_id": sid})
+    loglam = common_loglam(cfg)
+    flux, mask, n_good = preprocess.preprocess_records(kept, loglam,
+                                                       cfg.get("normalise", "minmax"))
+    meta = pd.DataFrame(rows, columns=["id", "group", "label", "snr", "source_id"])
+    return _drop_unusable(_Batch(flux, mask, n_good, meta), rejects)
+
+
+def _not_in_type(raw, stellar_type, subclasses, policy) -> str:
+    detail = (f"SUBCLASS {raw!r} is not one of {', '.join(subclasses)} (type {stellar_type}) "
+              f"under label_policy '{policy}'")
+    if policy == "exact" and match_subclass(raw, subclasses, "mk_subclass"):
+        detail += "; it would match under label_policy 'mk_subclass'"
+    return detail
+
+
+def _one_per_object(batch: _Batch, rejects) -> _Batch:
+    """Keep the highest-S/N spectrum of each object (ties: smallest id)."""
+    meta = batch.meta
+    order = np.lexsort((meta["id"].to_numpy(), -meta["snr"].to_numpy(dtype=np.float64)))
+    first = {}
+    keep = []
+    for i in order:
+        group = meta.at[i, "group"]
+        if group in first:
+            kept = meta.loc[first[group]]
+            _reject(rejects, meta.at[i, "source_id"], DUPLICATE_OBJECT,
+                    f"{meta.at[i, 'id']} is the same object ({group}) as {kept['id']} "
+                    f"({kept['source_id']}), which has S/N {kept['snr']:.3f} >= "
+                    f"{meta.at[i, 'snr']:.3f}")
+        else:
+            first[group] = i
+            keep.append(i)
+    return batch.take(np.sort(np.array(keep, dtype=np.int64)))
+
+
+def _unique_ids(batch: _Batch, rejects) -> _Batch:
+    seen, keep = set(), []
+    for i, (sid, spec_id) in enumerate(zip(batch.meta["source_id"], batch.meta["id"])):
+        if spec_id in seen:
+            _reject(rejects, sid, DUPLICATE_ID, f"id {spec_id!r} appears more than once")
+        else:
+            seen.add(spec_id)
+            keep.append(i)
+    return batch.take(np.array(keep, dtype=np.int64))
+
+
+def _cap(cfg, stellar_type, batch: _Batch, rejects, seed: int) -> _Batch:
+    subclasses = cfg["types"][stellar_type]
+    rank = cap_rank(batch.meta["id"], seed)
+    keep = []
+    for label, spec in subclasses.items():
+        members = np.flatnonzero(batch.meta["label"].to_numpy() == label)
+        members = members[np.argsort(rank[members], kind="stable")]
+        count = int(spec["count"])
+        keep.extend(members[:count])
+        for i in members[count:]:
+            _reject(rejects, batch.meta.at[i, "source_id"], ABOVE_COUNT,
+                    f"{label} already has its {count} spectra")
+    return batch.take(np.sort(np.array(keep, dtype=np.int64)))
+
+
+def _cap_query(cfg, stellar_type, rows: pd.DataFrame) -> pd.DataFrame:
+    """The same cap as `_cap`, applied to the query result so only kept spectra are fetched."""
+    from .sdss_remote import spec_name
+
+    ids = [Path(spec_name(p, m, f)).stem for p, m, f in zip(rows["plate"], rows["mjd"],
+                                                             rows["fiberID"])]
+    rank = cap_rank(ids, int(cfg["sdss"].get("seed", 0)))
+    keep = []
+    for label, spec in cfg["types"][stellar_type].items():
+        members = np.flatnonzero(rows["query_subclass"].to_numpy() == label)
+        keep.extend(members[np.argsort(rank[members], kind="stable")][:int(spec["count"])])
+    return rows.iloc[np.sort(np.array(keep, dtype=np.int64))]
+
+
+# ------------------------------------------------------------------------------------ table
+
+def load_table(path) -> dict:
+    """The arrays of a labelled-spectra file (.npz or .h5), checked against the schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"table.path {path} does not exist")
+    required, optional = ("wave", "flux", "label", "snr", "id"), ("ivar", "group")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in required + optional if k in z.files}
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            data = {k: f[k][()] for k in required + optional if k in f}
+    else:
+        raise ValueError(f"table.path must end in .npz or .h5, got {path.name}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}; a table needs wave (L,), "
+                         f"flux (N, L), label (N,), snr (N,), id (N,) [ivar (N, L), group (N,)]")
+    for key in ("label", "id", "group"):
+        if key in data:
+            data[key] = np.array([v.decode() if isinstance(v, bytes) else str(v)
+                                  for v in np.asarray(data[key]).ravel()])
+    wave, flux = np.asarray(data["wave"], dtype=np.float64), np.asarray(data["flux"])
+    if wave.ndim != 1 or flux.ndim != 2 or flux.shape[1] != len(wave):
+        raise ValueError(f"{path}: flux must be (N, L) with L = len(wave); got flux "
+                         f"{flux.shape}, wave {wave.shape}")
+    if not (np.all(np.isfinite(wave)) and np.all(wave > 0) and np.all(np.diff(wave) > 0)):
+        raise ValueError(f"{path}: wave must be positive, finite and strictly increasing")
+    n = len(flux)
+    for key in ("label", "snr", "id", "group"):
+        if key in data and len(data[key]) != n:
+            raise ValueError(f"{path}: {key} has {len(data[key])} entries, flux has {n} rows")
+    if "ivar" in data and np.shape(data["ivar"]) != flux.shape:
+        raise ValueError(f"{path}: ivar must have the shape of flux {flux.shape}")
+    data.setdefault("group", data["id"])
+    data["wave"] = wave
+    return data
+
+
+def _table(cfg, stellar_type):
+    table_cfg = cfg.get("table") or {}
+    if not table_cfg.get("path"):
+        raise ValueError("source: table needs table.path (a .npz or .h5 file, schema in README)")
+    data = load_table(table_cfg["path"])
+    subclasses = cfg["types"][stellar_type]
+    policy = cfg.get("label_policy", "exact")
+    rejects, keep, labels = [], [], []
+    flux, ivar = data["flux"], data.get("ivar")
+    for i, (raw, snr, sid) in enumerate(zip(data["label"], data["snr"], data["id"])):
+        label = match_subclass(raw, subclasses, policy)
+        if label is None:
+            _reject(rejects, sid, NOT_IN_TYPE, _not_in_type(raw, stellar_type, subclasses, policy))
+            continue
+        lo, hi = subclasses[label]["snr"]
+        if not lo <= float(snr) <= hi:
+            _reject(rejects, sid, SNR_OUTSIDE, f"snr = {float(snr):.3f} outside [{lo}, {hi}] "
+                                               f"for {label}")
+            continue
+        if not np.all(np.isfinite(flux[i])):
+            _reject(rejects, sid, sdss_fits.NONFINITE_FLUX,
+                    "flux has NaN/inf; mark bad pixels with ivar = 0 instead")
+            continue
+        if ivar is not None and not (np.all(np.isfinite(ivar[i])) and np.all(ivar[i] >= 0)):
+            _reject(rejects, sid, sdss_fits.INVALID_VALUES, "ivar has NaN, inf or negatives")
+            continue
+        keep.append(i)
+        labels.append(label)
+    keep = np.array(keep, dtype=np.int64)
+    loglam = common_loglam(cfg)
+    out, mask, n_good = preprocess.preprocess(
+        np.log10(data["wave"]), flux[keep], None if ivar is None else ivar[keep],
+        loglam_out=loglam, method=cfg.get("normalise", "minmax"))
+    meta = pd.DataFrame({"id": data["id"][keep], "group": data["group"][keep],
+                         "label": labels, "snr": np.asarray(data["snr"])[keep].astype(np.float32),
+                         "source_id": data["id"][keep]})
+    batch = _drop_unusable(_Batch(out, mask, n_good, meta), rejects)
+    batch = _unique_ids(batch, rejects)
+    batch = _cap(cfg, stellar_type, batch, rejects, seed=int(table_cfg.get("seed", 0)))
+    inputs = {"table_sha256": _file_sha256(table_cfg["path"]), "n_rows": int(len(flux))}
+    return batch, rejects, inputs
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------- output
+
+def _to_dataset(cfg, stellar_type, batch: _Batch, rejects: list, inputs: dict):
+    classes = list(cfg["types"][stellar_type])
+    meta = batch.meta
+    class_index = {c: i for i, c in enumerate(classes)}
+    order = np.lexsort((meta["id"].to_numpy(), meta["label"].map(class_index).to_numpy()))
+    batch = batch.take(order)
+    meta = batch.meta
+    rejects = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    counts = Counter(meta["label"])
+    subset = config_subset(cfg, stellar_type)
+    provenance = {
+        "source": cfg["source"], "stellar_type": stellar_type,
+        "config_hash": config_hash({**subset, "inputs": inputs}), "config": subset,
+        "inputs": inputs, "package_versions": package_versions(),
+        "counts": {c: int(counts.get(c, 0)) for c in classes},
+        "target_counts": {c: int(v["count"]) for c, v in cfg["types"][stellar_type].items()},
+        "n_rejects": int(len(rejects)),
+        "rejects_by_reason": {k: int(v) for k, v in rejects["reason"].value_counts().items()},
+    }
+    length = len(common_loglam(cfg))
+    ds = SpectraSet(
+        wave=preprocess.grid_wave(cfg["grid"]),
+        flux=np.asarray(batch.flux, dtype=np.float32).reshape(len(meta), length),
+        mask=np.asarray(batch.mask, dtype=bool).reshape(len(meta), length),
+        label=meta["label"].to_numpy(dtype=str), snr=meta["snr"].to_numpy(dtype=np.float32),
+        id=meta["id"].to_numpy(dtype=str), group=meta["group"].to_numpy(dtype=str),
+        classes=classes, provenance=provenance)
+    return ds, rejects
+
+
+def _explain_empty(cfg, stellar_type, ds, rejects, empty, rejects_csv) -> str:
+    source = cfg["source"]
+    what = "nothing survived" if len(ds) == 0 else f"no spectra for {', '.join(empty)}"
+    lines = [f"type {stellar_type} from source '{source}': {what} "
+             f"({len(ds)} spectra kept, {len(rejects)} inputs rejected; see {rejects_csv})."]
+    by_reason = rejects["reason"].value_counts()
+    if len(by_reason):
+        lines.append("Rejected: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()) + ".")
+    hints = []
+    if source == "sdss" and ds.provenance["inputs"].get("n_files") == 0:
+        hints.append(f"sdss.spec_dir ({cfg['sdss']['spec_dir']}) holds no *.fits files")
+    if NOT_IN_TYPE in by_reason:
+        hint = (f"the labels do not match types.{stellar_type} "
+                f"({', '.join(cfg['types'][stellar_type])}) under label_policy "
+                f"'{cfg.get('label_policy', 'exact')}'")
+        if cfg.get("label_policy", "exact") == "exact":
+            hint += ("; BOSS labels such as 'K1III (18322)' match only with "
+                     "label_policy: mk_subclass")
+        hints.append(hint)
+    if SNR_OUTSIDE in by_reason:
+        hints.append(f"widen the S/N windows (types.{stellar_type}.<subclass>.snr) or change "
+                     f"snr_column (now {cfg.get('snr_column', 'SN_MEDIAN_ALL')})")
+    if WRONG_CLASS in by_reason:
+        hints.append("some inputs are not stars (CLASS != STAR)")
+    if DOWNLOAD_FAILED in by_reason:
+        hints.append("downloads failed: check the network or set sdss.spec_dir")
+    if not hints:
+        hints.append("check the source settings and the rejects file")
+    lines.append("To fix: " + "; ".join(hints) + ".")
+    return " ".join(lines)

@@ -1,0 +1,133 @@
+"""The nn.Modules: output shapes, the encoder layer's equations, and that each model can learn
+(overfit a tiny batch)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stellarspec.models import (BertCNN, BertEncoder, CNNHead, EncoderLayer, MaskedPatchModel,
+                                PatchEmbedding, SpectrumCNN)
+
+L = 256  # pixels of the toy spectra
+
+
+def toy_batch(n=12, n_classes=3, seed=0):
+    """Spectra whose class sets the position of one absorption line, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % n_classes
+    x = torch.linspace(0, 1, L)
+    centres = 0.25 + 0.25 * y.float()
+    flux = 1 - 0.5 * torch.exp(-0.5 * ((x[None] - centres[:, None]) / 0.03) ** 2)
+    return flux + 0.05 * torch.randn(n, L, generator=g), y
+
+
+def test_patch_embedding_shapes_and_padding():
+    embed = PatchEmbedding(n_pixels=250, patch_width=32, d_model=8)
+    assert embed.n_patches == 8 and embed.pad == 6  # 250 px -> 8 patches, 6 px zero-padded
+    flux = torch.arange(2 * 250, dtype=torch.float32).view(2, 250)
+    patches = embed.patches(flux)
+    assert patches.shape == (2, 8, 32)
+    assert torch.equal(patches[1, 0], flux[1, :32])
+    assert torch.equal(patches[0, -1, :26], flux[0, 224:]) and not patches[0, -1, 26:].any()
+    assert embed(flux).shape == (2, 8, 8)
+
+    overlap = PatchEmbedding(n_pixels=256, patch_width=32, d_model=8, patch_stride=16, use_cls=True)
+    assert overlap.n_patches == 15 and overlap.n_tokens == 16
+    flux = torch.rand(2, 256)
+    assert torch.equal(overlap.patches(flux)[0, 1], flux[0, 16:48])
+    assert overlap(flux).shape == (2, 16, 8)
+
+
+def test_mask_token_replaces_only_masked_patches():
+    torch.manual_seed(0)
+    embed = PatchEmbedding(n_pixels=L, patch_width=32, d_model=8)
+    flux, _ = toy_batch(2)
+    masked = torch.zeros(2, 8, dtype=torch.bool)
+    masked[0, 3] = True
+    plain, hidden = embed(flux), embed(flux, masked)
+    assert torch.equal(plain[~masked], hidden[~masked])
+    assert torch.allclose(hidden[0, 3], embed.mask_token + embed.position[0, 3])
+
+
+def test_encoder_layer_matches_the_equations():
+    """EncoderLayer against eqs. (1)-(5) written out head by head."""
+    torch.manual_seed(0)
+    d, h, n = 8, 2, 5
+    layer = EncoderLayer(d, h, d_ff=16, dropout=0.0).eval()
+    x = torch.randn(3, n, d)
+    Wq, Wk, Wv = layer.qkv.weight.split(d)
+    bq, bk, bv = layer.qkv.bias.split(d)
+    heads = []
+    for i in range(h):
+        s = slice(i * d // h, (i + 1) * d // h)
+        q, k, v = x @ Wq[s].T + bq[s], x @ Wk[s].T + bk[s], x @ Wv[s].T + bv[s]
+        heads.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d // h), dim=-1) @ v)
+    z = F.layer_norm(x + layer.out(torch.cat(heads, -1)), (d,), layer.norm1.weight, layer.norm1.bias)
+    ff = layer.ff2(torch.relu(layer.ff1(z)))
+    expected = F.layer_norm(z + ff, (d,), layer.norm2.weight, layer.norm2.bias)
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+
+
+def test_output_shapes():
+    flux, _ = toy_batch(4)
+    assert SpectrumCNN(L, 3, hidden_units=16)(flux).shape == (4, 3)
+    encoder = BertEncoder(L, patch_width=16, d_model=16, n_heads=2, n_layers=2)
+    assert encoder(flux).shape == (4, 16, 16)
+    assert CNNHead(16, 16, 3, hidden_units=8)(encoder(flux)).shape == (4, 3)
+    for kwargs in ({}, {"use_cls": True}, {"patch_stride": 8}):
+        model = BertCNN(L, 3, patch_width=16, d_model=16, n_heads=2, hidden_units=8, **kwargs)
+        assert model(flux).shape == (4, 3)
+    mpm = MaskedPatchModel(BertEncoder(L, patch_width=16, d_model=16, n_heads=2, use_cls=True))
+    masked = mpm.random_mask(4, 0.25)
+    assert masked.shape == (4, 16) and (masked.sum(1) == 4).all()
+    assert mpm(flux, masked).shape == (4, 16, 16)
+    assert mpm.loss(flux, masked).ndim == 0
+
+
+def test_invalid_shapes_are_refused():
+    with pytest.raises(ValueError, match="divisible"):
+        EncoderLayer(10, 3)
+    with pytest.raises(ValueError, match="no pixels"):
+        SpectrumCNN(64, 3, channels=(4, 4, 4, 4), pool=4)
+    with pytest.raises(ValueError, match="patch_stride"):
+        PatchEmbedding(64, 16, 8, patch_stride=32)
+
+
+def overfit(model, loss_fn, steps=150, lr=3e-3):
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        loss = loss_fn()
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return first, loss.item()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SpectrumCNN(L, 3, hidden_units=32, dropout=0.0),
+    lambda: BertCNN(L, 3, patch_width=16, d_model=16, n_heads=2, n_layers=1, hidden_units=32,
+                    dropout=0.0, encoder_dropout=0.0),
+], ids=["cnn", "bert_cnn"])
+def test_classifier_overfits_a_tiny_batch(make):
+    torch.manual_seed(0)
+    model = make()
+    flux, y = toy_batch(12)
+    first, last = overfit(model, lambda: F.cross_entropy(model(flux), y))
+    assert last < 0.05 < first
+    assert (model(flux).argmax(1) == y).all()
+
+
+def test_masked_patch_model_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = MaskedPatchModel(BertEncoder(L, patch_width=16, d_model=32, n_heads=2, n_layers=1,
+                                         dropout=0.0))
+    flux, _ = toy_batch(4)
+    masked = model.random_mask(4, 0.2, generator=torch.Generator().manual_seed(0))
+    first, last = overfit(model, lambda: model.loss(flux, masked), steps=300)
+    assert last < 0.05 * first
