@@ -11,9 +11,10 @@ import pytest
 from stellarspec.gpu_slots import gpu_slot
 
 
-def hold_slot(lock_dir, n_gpus, hold_seconds, events):
+def hold_slot(lock_dir, n_gpus, hold_seconds, events, barrier):
     """Take a slot, report (pid, slot, CUDA_VISIBLE_DEVICES, start, end)."""
     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    barrier.wait(timeout=60)  # every process asks at the same moment
     with gpu_slot(n_gpus=n_gpus, lock_dir=lock_dir, poll_seconds=0.02) as slot:
         start = time.monotonic()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -36,8 +37,9 @@ def no_cuda_env(monkeypatch):
 
 def test_concurrent_holders_get_distinct_slots(tmp_path, no_cuda_env):
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    workers = [ctx.Process(target=hold_slot, args=(tmp_path, 3, 0.4, events)) for _ in range(7)]
+    events, barrier = ctx.Queue(), ctx.Barrier(7)
+    workers = [ctx.Process(target=hold_slot, args=(tmp_path, 3, 0.4, events, barrier))
+               for _ in range(7)]
     for w in workers:
         w.start()
     for w in workers:
@@ -85,5 +87,14 @@ def test_existing_cuda_visible_devices_is_respected(tmp_path, monkeypatch):
 def test_no_gpus_means_nothing_to_do(tmp_path, no_cuda_env):
     with gpu_slot(n_gpus=0, lock_dir=tmp_path) as slot:
         assert slot is None and "CUDA_VISIBLE_DEVICES" not in os.environ
-    with gpu_slot(lock_dir=tmp_path) as slot:  # this machine: torch sees no GPU
-        assert slot is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_gpu_count_from_torch(tmp_path, no_cuda_env):
+    import torch
+
+    with gpu_slot(lock_dir=tmp_path) as slot:
+        if torch.cuda.device_count() == 0:
+            assert slot is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+        else:
+            assert slot == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == "0"

@@ -22,7 +22,8 @@ PARSE_CASES = [
     ("B0.5Ibe... (187459)", "B0.5", "Ib"), ("B9.5V+... (37269)", "B9.5", "V"),
     ("G5/G6IVw (26297)", "G5/G6", "IV"), ("K0IIIa (57669)", "K0", "IIIa"),
     ("M7IIIevar (177940)", "M7", "III"), ("A1Iae (12953)", "A1", "Ia"),
-    ("sdF3 (140283)", "F3", "VI"), ("sd:F0 (G_84-29)", "F0", "VI"), ("O8/O9 (167771)", "O8/O9", None),
+    ("sdF3 (140283)", "F3", "VI"), ("sd:F0 (G_84-29)", "F0", "VI"),
+    ("O8/O9 (167771)", "O8/O9", None),
     ("Am (78362)", "A", None), ("K3p (165195)", "K3", None), ("CalciumWD", None, None),
     ("Ldwarf", None, None), ("", None, None),
 ]

@@ -65,7 +65,8 @@ def test_encoder_layer_matches_the_equations():
         s = slice(i * d // h, (i + 1) * d // h)
         q, k, v = x @ Wq[s].T + bq[s], x @ Wk[s].T + bk[s], x @ Wv[s].T + bv[s]
         heads.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d // h), dim=-1) @ v)
-    z = F.layer_norm(x + layer.out(torch.cat(heads, -1)), (d,), layer.norm1.weight, layer.norm1.bias)
+    attention = layer.out(torch.cat(heads, -1))
+    z = F.layer_norm(x + attention, (d,), layer.norm1.weight, layer.norm1.bias)
     ff = layer.ff2(torch.relu(layer.ff1(z)))
     expected = F.layer_norm(z + ff, (d,), layer.norm2.weight, layer.norm2.bias)
     assert torch.allclose(layer(x), expected, atol=1e-6)

@@ -27,7 +27,8 @@ def test_kernels_match_sklearn():
     A, B = X[:25], X[25:]
     gamma = resolve_gamma("scale", A)
     assert gamma == pytest.approx(1.0 / (A.shape[1] * A.astype(np.float64).var()))
-    assert np.allclose(kernel_matrix(A, B, "rbf", gamma), rbf_kernel(A.astype(float), B.astype(float), gamma=gamma))
+    A, B = A.astype(np.float64), B.astype(np.float64)
+    assert np.allclose(kernel_matrix(A, B, "rbf", gamma), rbf_kernel(A, B, gamma=gamma))
     assert np.allclose(kernel_matrix(A, None, "linear"), linear_kernel(A.astype(float)))
     d2 = squared_distances(A)
     assert (d2 >= 0).all() and not np.diag(d2).any()

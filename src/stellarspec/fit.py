@@ -55,6 +55,11 @@ def _job(threads: int):
         yield
 
 
+def device_name() -> str:
+    """'cpu', or 'cuda: <GPU name>'."""
+    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+
+
 def _load(dataset, split) -> tuple[SpectraSet, dict]:
     ds = dataset if isinstance(dataset, SpectraSet) else load_dataset(dataset)
     return ds, (split if isinstance(split, dict) else read_json(split))
@@ -86,13 +91,26 @@ def load_pretrained_encoder(module: ClassifierModule, path, params: dict, n_pixe
     module.model.encoder.load_state_dict(saved["encoder"])
 
 
-def epoch_log(metrics_csv) -> pd.DataFrame:
-    """Lightning's CSV log as one row per epoch. Train and val metrics arrive as separate
-    rows, and a resumed run appends the replayed epoch again: keep the last value seen."""
-    path = Path(metrics_csv)
-    if not path.exists():
+def keep_log_before_resume(log_dir) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv when it starts; a resumed run
+    moves it aside first (metrics.resumed-NNN.csv) so that epoch_log still sees those epochs."""
+    log_dir = Path(log_dir)
+    current = log_dir / "metrics.csv"
+    if current.exists():
+        n = len(list(log_dir.glob("metrics.resumed-*.csv")))
+        current.rename(log_dir / f"metrics.resumed-{n:03d}.csv")
+
+
+def epoch_log(log_dir) -> pd.DataFrame:
+    """Lightning's CSV logs (earlier runs' parts first) as one row per epoch. Train and val
+    metrics arrive as separate rows, and a resumed run logs its replayed epoch again: keep the
+    last value seen."""
+    log_dir = Path(log_dir)
+    parts = sorted(log_dir.glob("metrics.resumed-*.csv")) + [log_dir / "metrics.csv"]
+    frames = [pd.read_csv(p) for p in parts if p.exists() and p.stat().st_size]
+    if not frames:
         return pd.DataFrame(columns=["epoch"])
-    log = pd.read_csv(path)
+    log = pd.concat(frames, ignore_index=True)
     return log.groupby("epoch", sort=True).last().reset_index()
 
 
@@ -116,11 +134,12 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
         load_pretrained_encoder(module, pretrained, params, dm.n_pixels)
     else:
         module.standardizer.fit(dm.train_set.tensors[0])
-    trainer = make_trainer(out_dir, params["max_epochs"], params["patience"])
     last = out_dir / "checkpoints" / "last.ckpt"
     resumed_from = None
     if last.exists():
         resumed_from = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"])
+        keep_log_before_resume(out_dir / "logs")
+    trainer = make_trainer(out_dir, params["max_epochs"], params["patience"])
     if last.exists() and training_finished(last, params["max_epochs"]):
         pass  # killed after training ended: only the prediction is left to do
     else:
@@ -130,7 +149,7 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
     proba = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader(),
                                       ckpt_path=best)).numpy()
     return {"proba": proba, "rows": dm.predict_rows, "epochs": epochs,
-            "resumed_from_epoch": resumed_from, "device": "cuda" if cuda else "cpu",
+            "resumed_from_epoch": resumed_from, "device": device_name(),
             "training": {"batch_size": batch_size, "lr": lr, "n_fit": len(dm.train_rows),
                          "n_early_stopping": len(dm.val_rows)}}
 
@@ -190,8 +209,11 @@ def select_params(fold_csvs: list, metric: str) -> dict:
 def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads: int, seed: int,
              workdir=None) -> None:
     """Masked-patch pretraining of the BERT encoder on the split's train rows (+ the extra
-    unlabelled set), never the test rows. Saves {'encoder': state_dict, 'config': ...} to
-    out_path and the loss history to out_path with suffix .json."""
+    unlabelled set), never the test rows; labels unused. A seeded, grouped 10% of those spectra
+    is held out: its loss picks the best epoch and is reported. Saves {'encoder': state_dict
+    (patch embedding and pixel standardiser included), 'config': BertEncoder kwargs, ...} to
+    out_path and the loss history to out_path with suffix .json. pretrain_cfg may also set
+    `patience` (early stopping; default: none)."""
     ds, split = _load(dataset, split)
     out_path = Path(out_path)
     start = time.perf_counter()
@@ -200,7 +222,6 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
             else tempfile.TemporaryDirectory(prefix="stellarspec-pretrain-")) as work:
         work = Path(work)
         pl.seed_everything(seed, workers=True, verbose=False)
-        cuda = torch.cuda.is_available()
         dm = SpectraDataModule(ds, split, "pretrain", int(pretrain_cfg["batch_size"]), seed,
                                val_fraction=0.1,
                                extra_unlabelled=pretrain_cfg.get("extra_unlabelled"))
@@ -210,27 +231,32 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
         module.model.encoder.standardizer.fit(dm.train_set.tensors[0])
         initial, baseline = heldout_losses(module, dm)
         max_epochs = int(pretrain_cfg["max_epochs"])
-        trainer = make_trainer(work, max_epochs, int(pretrain_cfg.get("patience", 5)))
         last = work / "checkpoints" / "last.ckpt"
+        if last.exists():
+            keep_log_before_resume(work / "logs")
+        # The held-out loss often sits on a plateau for tens of epochs before attention learns
+        # to use the neighbouring patches, so by default there is no early stopping here
+        # (patience = max_epochs); the best epoch's weights are kept either way.
+        trainer = make_trainer(work, max_epochs, int(pretrain_cfg.get("patience", max_epochs)))
         if not (last.exists() and training_finished(last, max_epochs)):
             trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None)
         best = torch.load(work / "checkpoints" / "best.ckpt", map_location="cpu",
                           weights_only=False)
         module.load_state_dict(best["state_dict"])
         final, _ = heldout_losses(module, dm)
-        history = epoch_log(work / "logs" / "metrics.csv")
+        history = epoch_log(work / "logs")
     state = {k: v.cpu() for k, v in module.model.encoder.state_dict().items()}
     with atomic_path(out_path) as tmp:
         torch.save({"encoder": state, "config": encoder, "mask_fraction": module.mask_fraction,
                     "seed": int(seed)}, tmp)
     write_json(out_path.with_suffix(".json"), {
-        "epochs": history.to_dict(orient="list"),
+        "history": history.to_dict(orient="list"),
         "heldout_loss_initial": initial, "heldout_loss_best": final,
         "heldout_loss_mean_spectrum": baseline, "best_epoch": int(best["epoch"]),
         "n_train_spectra": len(dm.train_rows), "n_heldout_spectra": len(dm.val_rows),
         "n_extra_unlabelled": 0 if dm.extra is None else len(dm.extra),
         "encoder": encoder, "pretrain": pretrain_cfg, "seed": int(seed),
-        "device": "cuda" if cuda else "cpu", "seconds": time.perf_counter() - start})
+        "device": device_name(), "seconds": time.perf_counter() - start})
 
 
 @torch.no_grad()
@@ -279,7 +305,7 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     frame = predictions_frame(ds.id[test], y[test], proba, ds.classes, y_pred=y_pred)
     write_csv(out_dir / "predictions.csv", frame)
     if model != "svm":
-        write_csv(out_dir / "train_log.csv", epoch_log(out_dir / "logs" / "metrics.csv"))
+        write_csv(out_dir / "train_log.csv", epoch_log(out_dir / "logs"))
     metrics = compute_metrics(frame, ds.classes)
     metrics.update(model=model, params=params, seed=int(seed), n_train=len(train),
                    n_test=len(test), seconds=time.perf_counter() - start, **info)

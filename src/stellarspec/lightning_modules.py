@@ -1,9 +1,11 @@
 """Thin Lightning wrappers: one DataModule over a dataset file, one module per model family.
 
-Reproducibility on CPU, including after a kill and a resume from last.ckpt: every source of
-randomness in an epoch (the shuffle order, dropout, the pretraining masks) is seeded from
-(seed, epoch) at the start of that epoch, so a resumed run replays the interrupted epoch
-exactly as an uninterrupted run plays it.
+Reproducibility on CPU, including after a kill and a resume from last.ckpt: the shuffle order
+is a function of (seed, epoch), and the global torch RNG (dropout, pretraining masks) is
+reseeded from (seed, epoch, batch) before every training batch, so a resumed run replays the
+interrupted epoch exactly as an uninterrupted run plays it. (Seeding once per epoch is not
+enough: Lightning creates the DataLoader iterators, which draw from the global RNG, at
+different moments in a fresh and in a resumed run.)
 """
 from __future__ import annotations
 
@@ -42,13 +44,14 @@ def quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
-                    ".*is smaller than the logging interval.*", ".*The `srun` command is available.*",
-                    ".*LeafSpec.*"):
+                    ".*is smaller than the logging interval.*",
+                    ".*The `srun` command is available.*", ".*LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, batch: int = 0) -> int:
+    """A seed that depends only on (seed, epoch, batch)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(batch)]).generate_state(1)[0])
 
 
 class EpochShuffleSampler(Sampler):
@@ -106,8 +109,9 @@ class SpectraDataModule(pl.LightningDataModule):
         self.split = split if isinstance(split, dict) else read_json(split)
         self.fold, self.batch_size, self.seed = fold, int(batch_size), int(seed)
         self.val_fraction = val_fraction
-        self.extra = (None if extra_unlabelled is None else extra_unlabelled
-                      if isinstance(extra_unlabelled, SpectraSet) else load_dataset(extra_unlabelled))
+        self.extra = extra_unlabelled
+        if extra_unlabelled is not None and not isinstance(extra_unlabelled, SpectraSet):
+            self.extra = load_dataset(extra_unlabelled)
         self.n_pixels = self.ds.flux.shape[1]
         self.classes = list(self.ds.classes)
         if fold == "pretrain":
@@ -216,8 +220,8 @@ class ClassifierModule(pl.LightningModule):
     def standardizer(self):
         return getattr(self.model, "encoder", self.model).standardizer
 
-    def on_train_epoch_start(self):
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch))  # dropout
+    def on_train_batch_start(self, batch, batch_idx):
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # dropout
 
     def _step(self, batch, stage: str):
         flux, y = batch
@@ -253,8 +257,8 @@ class PretrainModule(pl.LightningModule):
         self.model = MaskedPatchModel(BertEncoder(**encoder))
         self.mask_fraction, self.lr, self.seed = float(mask_fraction), float(lr), int(seed)
 
-    def on_train_epoch_start(self):
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch))  # masks and dropout
+    def on_train_batch_start(self, batch, batch_idx):
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # masks, dropout
 
     def training_step(self, batch, batch_idx):
         (flux,) = batch
@@ -264,7 +268,7 @@ class PretrainModule(pl.LightningModule):
         return loss
 
     def validation_mask(self, n_spectra: int, batch_idx: int, device) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(epoch_seed(self.seed, -1 - batch_idx))
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, 2**31 - 1, batch_idx))
         return self.model.random_mask(n_spectra, self.mask_fraction, generator=generator).to(device)
 
     def validation_step(self, batch, batch_idx):

@@ -45,7 +45,8 @@ def compute_metrics(predictions: pd.DataFrame, classes: list[str]) -> dict:
     return out
 
 
-def predictions_frame(ids, y_true, proba: np.ndarray, classes: list[str], y_pred=None) -> pd.DataFrame:
+def predictions_frame(ids, y_true, proba: np.ndarray, classes: list[str],
+                      y_pred=None) -> pd.DataFrame:
     """The predictions table from integer labels and class probabilities (N, C).
 
     `y_pred` defaults to the most probable class; pass it when the classifier's decision is not

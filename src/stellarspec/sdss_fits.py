@@ -21,8 +21,9 @@ The reader is strict, because a download cut short or a damaged disk must not pa
   neither, so a flipped bit inside a flux value is undetectable by any reader (see
   tests/test_fuzz_fits.py).
 
-`read_many` never raises on a bad file: it returns the records it could read and a list of
-`Reject(path, reason, detail)`, where `reason` is one of the short categories below.
+`read_many` (and the streaming `iter_read`) never raise on a bad file: they return the records
+they could read and `Reject(path, reason, detail)` for the others, where `reason` is one of the
+short categories below.
 """
 from __future__ import annotations
 
@@ -184,8 +185,6 @@ def _header_end(fd: int, offset: int, file_size: int, index: int) -> bytes:
                 raise SpecFileError(TRUNCATED, f"HDU {index} header is cut short")
             return buf[:n_blocks * BLOCK]
         if offset + len(buf) >= file_size or not got:
-            if index == 0 and not buf.startswith(b"SIMPLE  ="):
-                raise SpecFileError(NOT_FITS, "no SIMPLE card at the start of the file")
             if not _looks_like_header(buf):
                 raise SpecFileError(CORRUPT, f"HDU {index} at byte {offset}: no header there")
             raise SpecFileError(TRUNCATED, f"HDU {index} header has no END card before the "
@@ -235,8 +234,6 @@ def _int_key(cards: dict, key: str, index: int, lo: int = 0, hi: int | None = No
 
 def _read_hdu(fd: int, offset: int, file_size: int, index: int, full: bool) -> _Hdu:
     header = _header_end(fd, offset, file_size, index)
-    if index == 0 and not header.startswith(b"SIMPLE  ="):
-        raise SpecFileError(NOT_FITS, "no SIMPLE card at the start of the file")
     cards = _parse_cards(header, full)
     first = "SIMPLE" if index == 0 else "XTENSION"
     if first not in cards or not header.startswith(first.encode()):
@@ -251,8 +248,6 @@ def _read_hdu(fd: int, offset: int, file_size: int, index: int, full: bool) -> _
     pcount = _int_key(cards, "PCOUNT", index) if index else 0
     gcount = _int_key(cards, "GCOUNT", index, 1) if index else 1
     n_elements = int(np.prod(dims, dtype=np.int64)) if naxis else 0
-    if naxis and dims[0] == 0 and index == 0:
-        n_elements = 0  # random-groups files are not spec files; size them as empty
     data_bytes = abs(bitpix) // 8 * gcount * (pcount + n_elements)
     data_offset = offset + len(header)
     return _Hdu(index, offset, header, cards, data_offset, data_bytes)
@@ -483,7 +478,7 @@ def _object_id(values: dict, spec_id: str) -> str:
 
 
 def check_values(rec: SpecRecord) -> None:
-    """Raise SpecFileError if the arrays cannot be a spectrum (NaN, negative ivar, no good pixel)."""
+    """Raise SpecFileError if the arrays are not a usable spectrum (NaN, ivar < 0, all masked)."""
     if len(rec.loglam) < 2:
         raise SpecFileError(INVALID_VALUES, f"COADD has {len(rec.loglam)} pixels")
     if not np.all(np.isfinite(rec.loglam)) or not np.all(np.diff(rec.loglam) > 0):
@@ -497,21 +492,31 @@ def check_values(rec: SpecRecord) -> None:
         raise SpecFileError(ALL_MASKED, "every pixel has ivar = 0 or and_mask set")
 
 
-def read_many(paths, validate: bool = True, verify_structure: bool = True,
-              verify_checksums: bool = True) -> tuple[list[SpecRecord], list[Reject]]:
-    """Read every path; never raises on a bad file. Returns (records, rejects) in input order."""
-    records, rejects = [], []
+def iter_read(paths, validate: bool = True, verify_structure: bool = True,
+              verify_checksums: bool = True):
+    """Yield (record, None) or (None, Reject) for each path in order; never raises on a bad file."""
     for path in paths:
         try:
             rec = read_spec(path, verify_structure, verify_checksums)
             if validate:
                 check_values(rec)
         except SpecFileError as err:
-            rejects.append(Reject(os.fspath(path), err.reason, err.detail))
+            yield None, Reject(os.fspath(path), err.reason, err.detail)
         except Exception as err:  # a reader bug must not stop a run of thousands of files
-            rejects.append(Reject(os.fspath(path), CORRUPT, f"{type(err).__name__}: {err}"))
+            yield None, Reject(os.fspath(path), CORRUPT, f"{type(err).__name__}: {err}")
         else:
+            yield rec, None
+
+
+def read_many(paths, validate: bool = True, verify_structure: bool = True,
+              verify_checksums: bool = True) -> tuple[list[SpecRecord], list[Reject]]:
+    """Read every path; never raises on a bad file. Returns (records, rejects) in input order."""
+    records, rejects = [], []
+    for rec, reject in iter_read(paths, validate, verify_structure, verify_checksums):
+        if reject is None:
             records.append(rec)
+        else:
+            rejects.append(reject)
     return records, rejects
 
 

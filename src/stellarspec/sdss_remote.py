@@ -16,7 +16,8 @@ Download (`download_spectra`): files come from the Science Archive Server,
     https://data.sdss.org/sas/dr10/sdss/spectro/redux/26/spectra/PPPP/spec-PPPP-MMMMM-FFFF.fits
 
 and are written to <cache>/spectra/PPPP/. Each file is streamed to `<name>.part`, its size is
-checked against Content-Length and it must parse as a complete spec file (sdss_fits.read_spec);
+checked against Content-Length (when the server sends one) and it must parse as a complete spec
+file (sdss_fits.read_spec, which walks every HDU to the end of the file);
 only then is it renamed to its final name. Timeouts, connection errors, HTTP 429/5xx, short bodies
 and unparsable files are retried with exponential backoff; other HTTP errors fail at once. A file
 that fails every attempt leaves nothing behind and is reported in the manifest with its error.
@@ -217,7 +218,11 @@ def _remove(path: Path) -> None:
 
 
 def remote_size(session, url: str, timeout: float) -> int | None:
-    resp = session.head(url, timeout=timeout, allow_redirects=True)
+    """The server's Content-Length for url, or None if it cannot be had right now."""
+    try:
+        resp = session.head(url, timeout=timeout, allow_redirects=True)
+    except requests.RequestException:
+        return None  # keep the cached file; a later rerun can check again
     length = resp.headers.get("Content-Length")
     return int(length) if resp.status_code == 200 and length is not None else None
 

@@ -1,9 +1,10 @@
 """Offline sources of labelled stellar spectra.
 
 `simulate_spectra` is a physically motivated generator written in code: a Planck continuum at the
-subclass's effective temperature, absorption lines and molecular bands at their vacuum rest
-wavelengths with strengths that vary smoothly with temperature, per-star scatter in Teff,
-metallicity, radial velocity and reddening, SDSS resolution and noise drawn to hit an S/N window.
+subclass's effective temperature (shaped by the wavelength dependence of the H- opacity),
+absorption lines and molecular bands at their vacuum rest wavelengths with strengths that vary
+smoothly with temperature and metallicity, per-star scatter in Teff, [Fe/H], radial velocity and
+reddening, SDSS resolution, and noise drawn to hit an S/N window.
 
 `template_spectra` applies the same per-star perturbations and noise to empirical templates: the
 SDSS pipeline's spEigenStar templates or the Kesseli et al. (2017) dwarf templates.
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import fft
+from scipy import fft, sparse
 from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, uniform_filter1d
 
@@ -41,22 +43,23 @@ FLUX_LEVEL = (20.0, 200.0)     # median flux, 1e-17 erg/s/cm2/A, log-uniform
 BAD_STRETCHES_PER_STAR = 1.0   # Poisson mean of bad-column/sky-residual stretches (ivar = 0)
 BAD_STRETCH_MAX_PX = 8
 
-# Dwarf Teff against spectral type, Pecaut & Mamajek (2013, ApJS 208, 9), Table 5 (main
-# sequence), at the subclasses tabulated there; spectral code = 10 * letter index + digit,
-# O=0 B=10 A=20 F=30 G=40 K=50 M=60.
+# Dwarf Teff against spectral type: Pecaut & Mamajek (2013, ApJS 208, 9), Table 5, and E.
+# Mamajek's online update of it (EEM_dwarf_UBVIJHK_colors_Teff.txt); the versions differ by
+# <= 40 K. Spectral code = 10 * letter index + digit, O=0 B=10 A=20 F=30 G=40 K=50 M=60.
 TEFF_DWARF = {
-    "O3": 44900, "O5": 41400, "O7": 36500, "O9": 32500,
-    "B0": 31400, "B1": 26000, "B2": 20600, "B3": 17000, "B5": 15700, "B6": 14500,
-    "B7": 14000, "B8": 12300, "B9": 10700,
-    "A0": 9700, "A1": 9300, "A2": 8800, "A3": 8600, "A5": 8100, "A7": 7760,
-    "F0": 7220, "F1": 7020, "F2": 6810, "F3": 6750, "F4": 6670, "F5": 6510, "F6": 6340,
-    "F7": 6240, "F8": 6150, "F9": 6040,
+    "O3": 46000, "O5": 41500, "O7": 36500, "O9": 32500,
+    "B0": 31500, "B1": 26000, "B2": 20600, "B3": 17000, "B4": 16700, "B5": 15700, "B6": 14500,
+    "B7": 14000, "B8": 12500, "B9": 10700,
+    "A0": 9700, "A1": 9200, "A2": 8840, "A3": 8550, "A4": 8270, "A5": 8080, "A6": 8000,
+    "A7": 7800, "A8": 7500, "A9": 7440,
+    "F0": 7220, "F1": 7030, "F2": 6810, "F3": 6720, "F4": 6640, "F5": 6510, "F6": 6340,
+    "F7": 6240, "F8": 6170, "F9": 6040,
     "G0": 5920, "G1": 5880, "G2": 5770, "G3": 5720, "G4": 5680, "G5": 5660, "G6": 5590,
     "G7": 5530, "G8": 5490, "G9": 5340,
-    "K0": 5280, "K1": 5170, "K2": 5040, "K3": 4830, "K4": 4600, "K5": 4450, "K6": 4200,
-    "K7": 4050, "K8": 3970, "K9": 3880,
-    "M0": 3850, "M1": 3680, "M2": 3550, "M3": 3400, "M4": 3200, "M5": 3050, "M6": 2800,
-    "M7": 2650, "M8": 2500, "M9": 2400,
+    "K0": 5280, "K1": 5170, "K2": 5040, "K3": 4830, "K4": 4600, "K5": 4450, "K6": 4230,
+    "K7": 4050, "K8": 4000, "K9": 3940,
+    "M0": 3850, "M1": 3700, "M2": 3550, "M3": 3410, "M4": 3200, "M5": 3030, "M6": 2850,
+    "M7": 2650, "M8": 2500, "M9": 2400, "M9.5": 2320,
 }
 SPECTRAL_LETTERS = "OBAFGKM"
 
@@ -88,13 +91,16 @@ TRENDS = {
     "ch": (4700.0, 0.09, 0.10),
     # MgH (dwarf, gravity-sensitive): from ~K0, strong in late K and M.
     "mgh": (3600.0, 0.07, 0.20),
+    # Blanketing by the unresolved forest (below): negligible in F-G, strong from K5 on.
+    "blanket": (3500.0, 0.07, 0.30),
     # TiO: only below ~4300 K (weak at K7, dominant through M).
-    "tio": (3000.0, 0.045, 0.30),
+    "tio": (3000.0, 0.05, 0.30),
 }
 
-# Atomic lines: (name, vacuum wavelength [A], trend, integrated optical depth at the trend's
-# peak and solar metallicity [A] (= equivalent width in the weak-line limit), Lorentzian
-# half-width of the damping wings [A] (0 = pure Gaussian core), scales with metallicity).
+# Atomic lines: (name, vacuum wavelength [A], trend, strength [A], Lorentzian half-width of the
+# damping wings [A] (0 = pure Gaussian core), scales with metallicity). Strength is the
+# integrated optical depth (= equivalent width in the weak-line limit): for metal lines (last
+# column True) in the Sun (SOLAR_TEFF, [Fe/H] = 0), for H, He and O I at the trend's peak.
 # Vacuum wavelengths: NIST air values converted with the Morton (2000) formula, as in SDSS.
 LINES = [
     # Balmer series: pressure-broadened wings, independent of metallicity.
@@ -118,101 +124,101 @@ LINES = [
     ("O I 7774", 7776.31, "oxygen_triplet", 0.4, 0.0, False),
     ("O I 7775", 7777.53, "oxygen_triplet", 0.3, 0.0, False),
     # Ca II H&K and the Ca II infrared triplet: strong, saturated, damping wings.
-    ("Ca II K", 3934.77, "ca2_hk", 40.0, 2.5, True),
-    ("Ca II H", 3969.59, "ca2_hk", 30.0, 2.0, True),
-    ("Ca II 8498", 8500.35, "ca2_triplet", 2.2, 0.8, True),
-    ("Ca II 8542", 8544.44, "ca2_triplet", 5.0, 1.2, True),
-    ("Ca II 8662", 8664.52, "ca2_triplet", 4.0, 1.0, True),
+    ("Ca II K", 3934.77, "ca2_hk", 45.51, 2.5, True),
+    ("Ca II H", 3969.59, "ca2_hk", 34.13, 2.0, True),
+    ("Ca II 8498", 8500.35, "ca2_triplet", 2.94, 0.8, True),
+    ("Ca II 8542", 8544.44, "ca2_triplet", 6.42, 1.2, True),
+    ("Ca II 8662", 8664.52, "ca2_triplet", 5.14, 1.0, True),
     # Alkalis: Na D, Na I 8190 doublet, K I 7699 doublet.
-    ("Na D2", 5891.58, "alkali", 8.0, 0.8, True),
-    ("Na D1", 5897.55, "alkali", 6.5, 0.7, True),
-    ("Na I 8183", 8185.51, "alkali", 1.5, 0.3, True),
-    ("Na I 8195", 8197.07, "alkali", 2.0, 0.3, True),
-    ("K I 7665", 7667.01, "alkali", 2.5, 0.4, True),
-    ("K I 7699", 7701.08, "alkali", 2.0, 0.4, True),
+    ("Na D2", 5891.58, "alkali", 2.97, 0.8, True),
+    ("Na D1", 5897.55, "alkali", 2.47, 0.7, True),
+    ("Na I 8183", 8185.51, "alkali", 0.37, 0.3, True),
+    ("Na I 8195", 8197.07, "alkali", 0.49, 0.3, True),
+    ("K I 7665", 7667.01, "alkali", 0.62, 0.4, True),
+    ("K I 7699", 7701.08, "alkali", 0.49, 0.4, True),
     # Mg I: the b triplet (with damping wings in K dwarfs) and others.
-    ("Mg I b1", 5168.76, "neutral_metal", 3.0, 0.5, True),
-    ("Mg I b2", 5174.12, "neutral_metal", 4.5, 0.6, True),
-    ("Mg I b4", 5185.04, "neutral_metal", 5.5, 0.7, True),
-    ("Mg I 3829", 3830.45, "neutral_metal", 2.5, 0.3, True),
-    ("Mg I 3832", 3833.39, "neutral_metal", 3.0, 0.3, True),
-    ("Mg I 3838", 3839.38, "neutral_metal", 3.5, 0.3, True),
-    ("Mg I 4571", 4572.38, "neutral_metal", 0.8, 0.0, True),
-    ("Mg I 4703", 4704.31, "neutral_metal", 0.6, 0.0, True),
-    ("Mg I 5528", 5529.94, "neutral_metal", 0.6, 0.0, True),
-    ("Mg I 8807", 8809.18, "neutral_metal", 0.8, 0.0, True),
+    ("Mg I b1", 5168.76, "neutral_metal", 1.41, 0.5, True),
+    ("Mg I b2", 5174.12, "neutral_metal", 1.97, 0.6, True),
+    ("Mg I b4", 5185.04, "neutral_metal", 2.39, 0.7, True),
+    ("Mg I 3829", 3830.45, "neutral_metal", 1.60, 0.3, True),
+    ("Mg I 3832", 3833.39, "neutral_metal", 2.20, 0.3, True),
+    ("Mg I 3838", 3839.38, "neutral_metal", 2.50, 0.3, True),
+    ("Mg I 4571", 4572.38, "neutral_metal", 0.23, 0.0, True),
+    ("Mg I 4703", 4704.31, "neutral_metal", 0.40, 0.0, True),
+    ("Mg I 5528", 5529.94, "neutral_metal", 0.35, 0.0, True),
+    ("Mg I 8807", 8809.18, "neutral_metal", 0.60, 0.0, True),
     # Ca I.
-    ("Ca I 4227", 4227.92, "neutral_metal", 5.0, 0.6, True),
-    ("Ca I 6103", 6104.41, "neutral_metal", 0.5, 0.0, True),
-    ("Ca I 6122", 6123.91, "neutral_metal", 0.7, 0.0, True),
-    ("Ca I 6162", 6163.88, "neutral_metal", 0.8, 0.0, True),
-    ("Ca I 6439", 6440.85, "neutral_metal", 0.5, 0.0, True),
+    ("Ca I 4227", 4227.92, "neutral_metal", 2.00, 0.6, True),
+    ("Ca I 6103", 6104.41, "neutral_metal", 0.14, 0.0, True),
+    ("Ca I 6122", 6123.91, "neutral_metal", 0.20, 0.0, True),
+    ("Ca I 6162", 6163.88, "neutral_metal", 0.23, 0.0, True),
+    ("Ca I 6439", 6440.85, "neutral_metal", 0.14, 0.0, True),
     # Fe I blends (the Lick Fe4383, Fe5270, Fe5335 features among them).
-    ("Fe I 3820", 3821.51, "neutral_metal", 1.5, 0.0, True),
-    ("Fe I 3860", 3861.00, "neutral_metal", 1.3, 0.0, True),
-    ("Fe I 4046", 4046.95, "neutral_metal", 1.0, 0.0, True),
-    ("Fe I 4064", 4064.74, "neutral_metal", 0.8, 0.0, True),
-    ("Fe I 4072", 4072.89, "neutral_metal", 0.8, 0.0, True),
-    ("Fe I 4144", 4145.04, "neutral_metal", 0.6, 0.0, True),
-    ("Fe I 4202", 4203.21, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 4260", 4261.67, "neutral_metal", 0.6, 0.0, True),
-    ("Fe I 4272", 4272.96, "neutral_metal", 0.7, 0.0, True),
-    ("Fe I 4326", 4326.98, "neutral_metal", 0.7, 0.0, True),
-    ("Fe I 4384", 4384.78, "neutral_metal", 1.0, 0.0, True),
-    ("Fe I 4405", 4405.99, "neutral_metal", 0.8, 0.0, True),
-    ("Fe I 4415", 4416.36, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 4529", 4529.88, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 4920", 4921.87, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 4958", 4958.98, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 5227", 5228.65, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 5270", 5271.01, "neutral_metal", 0.8, 0.0, True),
-    ("Fe I 5328", 5329.52, "neutral_metal", 0.7, 0.0, True),
-    ("Fe I 5371", 5372.98, "neutral_metal", 0.5, 0.0, True),
-    ("Fe I 5397", 5398.63, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 5406", 5407.27, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 5430", 5431.21, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 5447", 5448.43, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 6192", 6193.27, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 6231", 6232.44, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 6253", 6254.29, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 6394", 6395.37, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 6400", 6401.77, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 6495", 6496.77, "neutral_metal", 0.3, 0.0, True),
-    ("Fe I 8689", 8691.01, "neutral_metal", 0.4, 0.0, True),
-    ("Fe I 8824", 8826.64, "neutral_metal", 0.3, 0.0, True),
+    ("Fe I 3820", 3821.51, "neutral_metal", 2.21, 0.0, True),
+    ("Fe I 3860", 3861.00, "neutral_metal", 2.02, 0.0, True),
+    ("Fe I 4046", 4046.95, "neutral_metal", 1.52, 0.0, True),
+    ("Fe I 4064", 4064.74, "neutral_metal", 1.03, 0.0, True),
+    ("Fe I 4072", 4072.89, "neutral_metal", 0.94, 0.0, True),
+    ("Fe I 4144", 4145.04, "neutral_metal", 0.61, 0.0, True),
+    ("Fe I 4202", 4203.21, "neutral_metal", 0.43, 0.0, True),
+    ("Fe I 4260", 4261.67, "neutral_metal", 0.78, 0.0, True),
+    ("Fe I 4272", 4272.96, "neutral_metal", 0.99, 0.0, True),
+    ("Fe I 4326", 4326.98, "neutral_metal", 1.03, 0.0, True),
+    ("Fe I 4384", 4384.78, "neutral_metal", 1.30, 0.0, True),
+    ("Fe I 4405", 4405.99, "neutral_metal", 1.17, 0.0, True),
+    ("Fe I 4415", 4416.36, "neutral_metal", 0.55, 0.0, True),
+    ("Fe I 4529", 4529.88, "neutral_metal", 0.26, 0.0, True),
+    ("Fe I 4920", 4921.87, "neutral_metal", 0.56, 0.0, True),
+    ("Fe I 4958", 4958.98, "neutral_metal", 0.52, 0.0, True),
+    ("Fe I 5227", 5228.65, "neutral_metal", 0.45, 0.0, True),
+    ("Fe I 5270", 5271.01, "neutral_metal", 0.62, 0.0, True),
+    ("Fe I 5328", 5329.52, "neutral_metal", 0.49, 0.0, True),
+    ("Fe I 5371", 5372.98, "neutral_metal", 0.39, 0.0, True),
+    ("Fe I 5397", 5398.63, "neutral_metal", 0.33, 0.0, True),
+    ("Fe I 5406", 5407.27, "neutral_metal", 0.34, 0.0, True),
+    ("Fe I 5430", 5431.21, "neutral_metal", 0.33, 0.0, True),
+    ("Fe I 5447", 5448.43, "neutral_metal", 0.31, 0.0, True),
+    ("Fe I 6192", 6193.27, "neutral_metal", 0.17, 0.0, True),
+    ("Fe I 6231", 6232.44, "neutral_metal", 0.21, 0.0, True),
+    ("Fe I 6253", 6254.29, "neutral_metal", 0.17, 0.0, True),
+    ("Fe I 6394", 6395.37, "neutral_metal", 0.18, 0.0, True),
+    ("Fe I 6400", 6401.77, "neutral_metal", 0.21, 0.0, True),
+    ("Fe I 6495", 6496.77, "neutral_metal", 0.23, 0.0, True),
+    ("Fe I 8689", 8691.01, "neutral_metal", 0.35, 0.0, True),
+    ("Fe I 8824", 8826.64, "neutral_metal", 0.26, 0.0, True),
     # Other neutral metals: Mn I 4030 triplet, Cr I 5206 triplet, Al I, Si I.
-    ("Mn I 4031", 4031.89, "neutral_metal", 0.8, 0.0, True),
-    ("Mn I 4033", 4034.20, "neutral_metal", 0.7, 0.0, True),
-    ("Mn I 4034", 4035.62, "neutral_metal", 0.6, 0.0, True),
-    ("Cr I 5205", 5205.96, "neutral_metal", 0.5, 0.0, True),
-    ("Cr I 5206", 5207.49, "neutral_metal", 0.6, 0.0, True),
-    ("Cr I 5208", 5209.87, "neutral_metal", 0.7, 0.0, True),
-    ("Al I 3944", 3945.13, "neutral_metal", 0.6, 0.0, True),
-    ("Al I 3962", 3962.64, "neutral_metal", 0.7, 0.0, True),
-    ("Si I 3906", 3906.63, "neutral_metal", 0.6, 0.0, True),
+    ("Mn I 4031", 4031.89, "neutral_metal", 0.45, 0.0, True),
+    ("Mn I 4033", 4034.20, "neutral_metal", 0.40, 0.0, True),
+    ("Mn I 4034", 4035.62, "neutral_metal", 0.30, 0.0, True),
+    ("Cr I 5205", 5205.96, "neutral_metal", 0.35, 0.0, True),
+    ("Cr I 5206", 5207.49, "neutral_metal", 0.45, 0.0, True),
+    ("Cr I 5208", 5209.87, "neutral_metal", 0.55, 0.0, True),
+    ("Al I 3944", 3945.13, "neutral_metal", 0.60, 0.0, True),
+    ("Al I 3962", 3962.64, "neutral_metal", 0.80, 0.0, True),
+    ("Si I 3906", 3906.63, "neutral_metal", 0.60, 0.0, True),
     # Ionised metals.
-    ("Fe II 4924", 4925.29, "ionised_metal", 0.3, 0.0, True),
-    ("Fe II 5018", 5019.84, "ionised_metal", 0.3, 0.0, True),
-    ("Fe II 5169", 5170.47, "ionised_metal", 0.35, 0.0, True),
-    ("Fe II 5317", 5318.09, "ionised_metal", 0.2, 0.0, True),
-    ("Sr II 4078", 4078.86, "ionised_metal", 0.3, 0.0, True),
-    ("Sr II 4216", 4216.71, "ionised_metal", 0.25, 0.0, True),
-    ("Ba II 4554", 4555.31, "ionised_metal", 0.3, 0.0, True),
-    ("Ba II 4934", 4935.46, "ionised_metal", 0.25, 0.0, True),
-    ("Ba II 6142", 6143.41, "ionised_metal", 0.2, 0.0, True),
-    ("Ba II 6497", 6498.70, "ionised_metal", 0.2, 0.0, True),
-    ("Ti II 4444", 4445.05, "ionised_metal", 0.25, 0.0, True),
-    ("Ti II 4468", 4469.74, "ionised_metal", 0.25, 0.0, True),
-    ("Ti II 4501", 4502.53, "ionised_metal", 0.25, 0.0, True),
-    ("Ti II 4572", 4573.25, "ionised_metal", 0.2, 0.0, True),
+    ("Fe II 4924", 4925.29, "ionised_metal", 0.29, 0.0, True),
+    ("Fe II 5018", 5019.84, "ionised_metal", 0.29, 0.0, True),
+    ("Fe II 5169", 5170.47, "ionised_metal", 0.34, 0.0, True),
+    ("Fe II 5317", 5318.09, "ionised_metal", 0.19, 0.0, True),
+    ("Sr II 4078", 4078.86, "ionised_metal", 0.29, 0.0, True),
+    ("Sr II 4216", 4216.71, "ionised_metal", 0.24, 0.0, True),
+    ("Ba II 4554", 4555.31, "ionised_metal", 0.29, 0.0, True),
+    ("Ba II 4934", 4935.46, "ionised_metal", 0.24, 0.0, True),
+    ("Ba II 6142", 6143.41, "ionised_metal", 0.19, 0.0, True),
+    ("Ba II 6497", 6498.70, "ionised_metal", 0.19, 0.0, True),
+    ("Ti II 4444", 4445.05, "ionised_metal", 0.24, 0.0, True),
+    ("Ti II 4468", 4469.74, "ionised_metal", 0.24, 0.0, True),
+    ("Ti II 4501", 4502.53, "ionised_metal", 0.24, 0.0, True),
+    ("Ti II 4572", 4573.25, "ionised_metal", 0.19, 0.0, True),
 ]
 
 # The forest of weaker neutral-metal lines that shapes F-K spectra at R ~ 2000, most of all
 # below 4500 A: (species, vacuum wavelength [A], strength tier). Lines prominent in the solar
 # spectrum (Moore et al. 1966 solar line list, air wavelengths converted to vacuum); the tier is
-# the rough solar equivalent width, FOREST_SOLAR_EW[tier]. They follow the neutral_metal trend
-# and scale with metallicity.
-FOREST_SOLAR_EW = {1: 0.15, 2: 0.35, 3: 0.9}  # A
+# the rough solar equivalent width, FOREST_SOLAR_EW[tier]. Neutral species follow the
+# neutral_metal trend, ionised ones (" II") the ionised_metal trend; all scale with metallicity.
+FOREST_SOLAR_EW = {1: 0.2, 2: 0.45, 3: 1.1}  # A
 FOREST = [
     ("Fe I", 3825.53, 2), ("Fe I", 3826.97, 3), ("Fe I", 3828.91, 2), ("Fe I", 3841.53, 2),
     ("Fe I", 3842.14, 2), ("Fe I", 3857.46, 2), ("Fe I", 3879.67, 2), ("Fe I", 3887.38, 3),
@@ -244,6 +250,58 @@ FOREST = [
     ("Ti I", 4992.46, 1), ("Ti I", 5000.89, 1), ("Mn I", 4755.37, 1), ("Mn I", 4784.77, 1),
     ("Mn I", 4824.87, 1), ("Na I", 5684.21, 1), ("Na I", 5689.79, 1), ("Mg I", 8720.22, 1),
     ("Mg I", 8738.42, 1), ("Ni I", 5478.42, 1),
+    ("Fe I", 4491.00, 1), ("Fe I", 4532.42, 1), ("Fe I", 4593.94, 1), ("Fe I", 4604.23, 1),
+    ("Fe I", 4648.73, 1), ("Fe I", 4668.76, 1), ("Fe I", 4680.16, 1), ("Fe I", 4692.72, 1),
+    ("Fe I", 4708.59, 1), ("Fe I", 4711.60, 1), ("Fe I", 4734.91, 1), ("Fe I", 4738.09, 1),
+    ("Fe I", 4788.15, 1), ("Fe I", 4861.10, 1), ("Fe I", 4879.57, 1), ("Fe I", 4904.68, 1),
+    ("Fe I", 4940.19, 1), ("Fe I", 4967.48, 1), ("Fe I", 4983.89, 1), ("Fe I", 4995.52, 1),
+    ("Fe I", 5003.26, 1), ("Fe I", 5007.11, 1), ("Fe I", 5023.64, 1), ("Fe I", 5045.62, 1),
+    ("Fe I", 5070.18, 1), ("Fe I", 5076.16, 1), ("Fe I", 5080.64, 1), ("Fe I", 5081.16, 1),
+    ("Fe I", 5092.19, 1), ("Fe I", 5100.12, 1), ("Fe I", 5108.87, 1), ("Fe I", 5109.06, 1),
+    ("Fe I", 5125.15, 1), ("Fe I", 5126.55, 1), ("Fe I", 5128.79, 1), ("Fe I", 5132.90, 1),
+    ("Fe I", 5138.81, 1), ("Fe I", 5143.17, 1), ("Fe I", 5153.35, 1), ("Fe I", 5163.71, 1),
+    ("Fe I", 5196.92, 1), ("Fe I", 5200.16, 1), ("Fe I", 5216.63, 1), ("Fe I", 5218.84, 1),
+    ("Fe I", 5226.98, 1), ("Fe I", 5243.95, 1), ("Fe I", 5251.67, 1), ("Fe I", 5252.11, 1),
+    ("Fe I", 5254.92, 1), ("Fe I", 5264.77, 1), ("Fe I", 5303.78, 1), ("Fe I", 5308.84, 1),
+    ("Fe I", 5334.38, 1), ("Fe I", 5366.36, 1), ("Fe I", 5366.89, 1), ("Fe I", 5375.20, 1),
+    ("Fe I", 5390.98, 1), ("Fe I", 5402.00, 1), ("Fe I", 5446.55, 1), ("Fe I", 5467.92, 1),
+    ("Fe I", 5475.42, 1), ("Fe I", 5502.99, 1), ("Fe I", 5508.31, 1), ("Fe I", 5561.75, 1),
+    ("Fe I", 5564.25, 1), ("Fe I", 5577.64, 1), ("Fe I", 5626.10, 1), ("Fe I", 5639.82, 1),
+    ("Fe I", 5660.39, 1), ("Fe I", 5664.09, 1), ("Fe I", 5703.12, 1), ("Fe I", 5754.72, 1),
+    ("Fe I", 5764.60, 1), ("Fe I", 5776.68, 1), ("Fe I", 5817.98, 1), ("Fe I", 5863.98, 1),
+    ("Fe I", 5907.31, 1), ("Fe I", 5931.82, 1), ("Fe I", 5936.29, 1), ("Fe I", 5958.34, 1),
+    ("Fe I", 5978.44, 1), ("Fe I", 5985.34, 1), ("Fe I", 5986.47, 1), ("Fe I", 6004.67, 1),
+    ("Fe I", 6010.22, 1), ("Fe I", 6021.84, 1), ("Fe I", 6025.73, 1), ("Fe I", 6028.72, 1),
+    ("Fe I", 6057.68, 1), ("Fe I", 6067.16, 1), ("Fe I", 6080.17, 1), ("Fe I", 6098.35, 1),
+    ("Fe I", 6129.61, 1), ("Fe I", 6138.31, 1), ("Fe I", 6153.32, 1), ("Fe I", 6159.43, 1),
+    ("Fe I", 6167.07, 1), ("Fe I", 6172.22, 1), ("Fe I", 6175.05, 1), ("Fe I", 6181.91, 1),
+    ("Fe I", 6189.70, 1), ("Fe I", 6202.03, 1), ("Fe I", 6215.15, 1), ("Fe I", 6221.00, 1),
+    ("Fe I", 6234.36, 1), ("Fe I", 6242.38, 1), ("Fe I", 6255.99, 1), ("Fe I", 6271.95, 1),
+    ("Fe I", 6299.53, 1), ("Fe I", 6303.24, 1), ("Fe I", 6304.23, 1), ("Fe I", 6319.77, 1),
+    ("Fe I", 6324.44, 1), ("Fe I", 6345.90, 1), ("Fe I", 6356.79, 1), ("Fe I", 6382.50, 1),
+    ("Fe I", 6409.79, 1), ("Fe I", 6421.72, 1), ("Fe I", 6470.98, 1), ("Fe I", 6477.41, 1),
+    ("Fe I", 6483.66, 1), ("Fe I", 6500.74, 1), ("Fe I", 6520.17, 1), ("Fe I", 6535.74, 1),
+    ("Fe I", 6571.02, 1), ("Fe I", 6576.84, 1), ("Fe I", 6583.03, 1), ("Fe I", 6595.69, 1),
+    ("Fe I", 6610.94, 1), ("Fe I", 6635.58, 1), ("Fe I", 6665.28, 1), ("Fe I", 6705.42, 1),
+    ("Fe I", 6706.95, 1), ("Fe I", 6728.53, 1), ("Fe I", 6752.01, 1), ("Fe I", 6808.73, 1),
+    ("Fe I", 6812.14, 1), ("Fe I", 6830.47, 1), ("Fe I", 6841.72, 1), ("Fe I", 6844.58, 1),
+    ("Fe I", 6845.55, 1), ("Fe I", 6857.05, 1), ("Fe I", 6860.04, 1), ("Fe I", 7447.80, 1),
+    ("Fe I", 7497.13, 1), ("Fe I", 7513.09, 1), ("Ti I", 4534.51, 1), ("Ti I", 4536.05, 1),
+    ("Ti I", 4536.84, 1), ("Ti I", 4657.77, 1), ("Ti I", 4683.22, 1), ("Ti I", 5015.59, 1),
+    ("Ti I", 5024.27, 1), ("Ti I", 5037.86, 1), ("Ti I", 5041.37, 1), ("Ti I", 5066.06, 1),
+    ("Ti I", 5175.18, 1), ("Ti I", 5194.42, 1), ("Ti I", 5211.84, 1), ("Cr I", 5347.29, 1),
+    ("Cr I", 5411.28, 1), ("Ca I", 5263.17, 1), ("Ca I", 5263.70, 1), ("Ca I", 5265.71, 1),
+    ("Ca I", 5267.03, 1), ("Ca I", 5271.74, 2), ("Ca I", 5350.96, 1), ("Ca I", 5583.52, 1),
+    ("Ca I", 5591.67, 1), ("Ca I", 5596.02, 1), ("Ca I", 5600.04, 1), ("Ca I", 5602.85, 1),
+    ("Ca I", 6168.15, 1), ("Ca I", 6170.75, 1), ("Ca I", 6171.27, 1), ("Ca I", 6457.38, 1),
+    ("Ca I", 6473.45, 1), ("Ca I", 6501.45, 1), ("Ca I", 7150.12, 1), ("Ca I", 7204.19, 1),
+    ("Ca I", 7328.17, 1), ("Na I", 6155.93, 1), ("Na I", 6162.45, 1), ("Mg I", 5712.67, 1),
+    ("Si I", 5692.01, 1), ("Si I", 5709.98, 1), ("Si I", 5773.75, 1), ("Si I", 5950.19, 1),
+    ("Si I", 6156.83, 1), ("Si I", 7407.81, 1), ("Si I", 7417.99, 1), ("Si I", 7425.54, 1),
+    ("Fe II", 4585.12, 2), ("Fe II", 4630.64, 1), ("Fe II", 5199.03, 1), ("Fe II", 5236.08, 1),
+    ("Fe II", 5277.47, 1), ("Fe II", 5285.58, 1), ("Fe II", 5364.36, 1), ("Fe II", 6240.12, 1),
+    ("Fe II", 6249.29, 1), ("Fe II", 6434.46, 1), ("Fe II", 6458.16, 1), ("Fe II", 6517.88, 1),
+    ("Sc II", 5032.42, 1), ("Sc II", 5528.33, 1), ("Y II", 4885.04, 1), ("Ba II", 5855.29, 1),
 ]
 
 # Molecular bands: (name, vacuum band head [A], shape, length [A], trend, integrated optical
@@ -252,26 +310,26 @@ FOREST = [
 # 0: a smooth-edged box from the head over `length` (a dense blend of lines).
 BANDS = [
     ("CN 3883", 3884.50, -1, 30.0, "ch", 6.0),
-    ("CH G band", 4297.0, 0, 20.0, "ch", 9.0),    # CH A-X (0,0) blend, 4297-4317 A
+    ("CH G band", 4297.0, 0, 20.0, "ch", 15.0),    # CH A-X (0,0) blend, 4297-4317 A
     ("MgH 4780", 4781.34, -1, 60.0, "mgh", 20.0),
-    ("MgH 5211", 5212.45, -1, 150.0, "mgh", 80.0),
+    ("MgH 5211", 5212.45, -1, 180.0, "mgh", 130.0),
     ("TiO 4955", 4955.98, +1, 60.0, "tio", 25.0),
     ("TiO 5167", 5168.14, +1, 70.0, "tio", 30.0),
     ("TiO 5449", 5449.51, +1, 80.0, "tio", 30.0),
     ("TiO 5849", 5848.62, +1, 80.0, "tio", 25.0),
     ("TiO 6160", 6160.50, +1, 100.0, "tio", 45.0),
     ("TiO 6653", 6653.14, +1, 100.0, "tio", 40.0),
-    ("TiO 7056", 7055.64, +1, 120.0, "tio", 80.0),
+    ("TiO 7056", 7055.64, +1, 120.0, "tio", 150.0),
     ("TiO 7591", 7591.09, +1, 90.0, "tio", 40.0),
     ("TiO 8435", 8434.62, +1, 80.0, "tio", 35.0),
 ]
 
-# Line blanketing: the unresolved forest of weak metal lines depresses the blue continuum, more
-# so in cooler and metal-richer stars. Optical depth BLANKET_TAU * neutral_metal trend *
-# 10**[Fe/H] * (BLANKET_PIVOT / wavelength)**BLANKET_SLOPE.
-BLANKET_TAU = 0.6
+# Line blanketing: the dense forest of neutral-metal and molecular (MgH, CH, CN) lines that sets
+# in through late K crushes the blue continuum of cool dwarfs. Optical depth BLANKET_TAU *
+# blanket trend * 10**[Fe/H] * (BLANKET_PIVOT / wavelength)**BLANKET_SLOPE.
+BLANKET_TAU = 4.0
 BLANKET_PIVOT = 4000.0
-BLANKET_SLOPE = 8.0
+BLANKET_SLOPE = 10.0
 
 SDSS_TEMPLATE_BALMER_WINDOW = 40.0  # A either side of a Balmer line: not scaled with [Fe/H]
 
@@ -298,7 +356,7 @@ def teff_of_subclass(subclass: str) -> float:
     """Dwarf effective temperature (K): Pecaut & Mamajek (2013), smoothly interpolated."""
     code = spectral_code(subclass)
     if not _CODES[0] <= code <= _CODES[-1]:
-        raise ValueError(f"subclass {subclass!r} lies outside O3-M9")
+        raise ValueError(f"subclass {subclass!r} lies outside O3-M9.5")
     return float(10 ** _TEFF_OF_CODE(code))
 
 
@@ -397,7 +455,7 @@ def continuum(wave: np.ndarray, teff: np.ndarray) -> np.ndarray:
 
 
 def extinction(wave: np.ndarray, ebv: np.ndarray, r_v: float = 3.1) -> np.ndarray:
-    """Transmission exp(-A_lambda/1.086) for a power-law extinction curve.
+    """Transmission 10**(-0.4 A_lambda), (N, L), for a power-law extinction curve.
 
     A_lambda = R_V E(B-V) (lambda / 5500 A)**-beta, with beta fixed so that A_B - A_V = E(B-V)
     at 4400 A (beta ~ 1.25, close to the optical slope of Cardelli et al. 1989).
@@ -409,11 +467,14 @@ def extinction(wave: np.ndarray, ebv: np.ndarray, r_v: float = 3.1) -> np.ndarra
 
 def atomic_lines() -> list[tuple[float, str, float, float, bool]]:
     """LINES and FOREST as (centre, trend, peak strength, wing half-width, scales with [Fe/H])."""
-    lines = [(centre, family, strength, gamma, metal)
+    def at_peak(strength, family):   # solar strength -> strength at the trend's peak
+        return strength / float(trend(np.array([SOLAR_TEFF]), family)[0])
+
+    lines = [(centre, family, at_peak(strength, family) if metal else strength, gamma, metal)
              for _, centre, family, strength, gamma, metal in LINES]
-    solar = float(trend(np.array([SOLAR_TEFF]), "neutral_metal")[0])
-    lines += [(centre, "neutral_metal", FOREST_SOLAR_EW[tier] / solar, 0.0, True)
-              for _, centre, tier in FOREST]
+    for species, centre, tier in FOREST:
+        family = "ionised_metal" if species.endswith(" II") else "neutral_metal"
+        lines.append((centre, family, at_peak(FOREST_SOLAR_EW[tier], family), 0.0, True))
     return lines
 
 
@@ -452,10 +513,13 @@ def band_profiles(wave: np.ndarray) -> np.ndarray:
     return profiles
 
 
-def feature_profiles(wave: np.ndarray) -> np.ndarray:
-    """Unit-strength optical-depth profiles of lines, bands and blanketing, (F, L)."""
+def feature_profiles(wave: np.ndarray) -> sparse.csr_matrix:
+    """Unit-strength optical-depth profiles of lines, bands and blanketing, (F, L), sparse:
+    values below 1e-7 of a profile's peak (far line wings) are dropped."""
     blanket = (BLANKET_PIVOT / wave) ** BLANKET_SLOPE
-    return np.vstack([line_profiles(wave), band_profiles(wave), blanket[None, :]])
+    profiles = np.vstack([line_profiles(wave), band_profiles(wave), blanket[None, :]])
+    profiles[profiles < 1e-7 * profiles.max(axis=1, keepdims=True)] = 0.0
+    return sparse.csr_matrix(profiles)
 
 
 def feature_strengths(teff: np.ndarray, feh: np.ndarray) -> np.ndarray:
@@ -465,7 +529,7 @@ def feature_strengths(teff: np.ndarray, feh: np.ndarray) -> np.ndarray:
                for _, family, strength, _, scales in atomic_lines()]
     columns += [strength * trend(teff, family) * metal
                 for _, _, _, _, family, strength in BANDS]
-    columns += [BLANKET_TAU * trend(teff, "neutral_metal") * metal]
+    columns += [BLANKET_TAU * trend(teff, "blanket") * metal]
     return np.stack(columns, axis=1)
 
 
@@ -610,7 +674,8 @@ def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.nd
     out = np.empty((len(teff), wave.size))
     for s in range(0, len(teff), CHUNK):
         part = slice(s, s + CHUNK)
-        lines = np.exp(-feature_strengths(teff[part], feh[part]) @ profiles)   # (n, Lf) rest
+        tau = (profiles.T @ feature_strengths(teff[part], feh[part]).T).T        # (n, Lf) rest
+        lines = np.exp(-tau)
         shift_px = np.log1p(rv[part] / C_KMS) / np.log(10) / FINE_LOG10_STEP
         lines = shift_and_broaden(lines, shift_px, sigma_instr)
         lines = interp_rows(np.log10(wave), np.log10(fine), lines)             # (n, L) observed
@@ -621,7 +686,13 @@ def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.nd
 
 def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int
                      ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """Simulated spectra of every subclass: max(1, round(count*scale)) each, deterministic."""
+    """Simulated spectra for the subclasses of one stellar type.
+
+    subclasses: config `types[T]`, {name: {"count": int, "snr": [lo, hi]}}; a name is a spectral
+    type such as 'K1' or 'M0.5' (its Teff comes from TEFF_DWARF), or any name with an explicit
+    "teff" (K). wave: the common grid, vacuum A. Each subclass gets max(1, round(count * scale))
+    stars from its own random stream of `seed`. Returns flux, ivar (N, L) float32 and meta.
+    """
     wave = np.asarray(wave, dtype=float)
     teff = subclass_teff(subclasses)
     sigma = teff_scatter(teff)
@@ -640,15 +711,14 @@ def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int
 # Source 2: empirical templates with the same perturbations
 # ---------------------------------------------------------------------------------------------
 
+@dataclass
 class TemplateVariant:
-    """One template spectrum on a log10-uniform rest-frame grid.
+    """One template spectrum on a log10-uniform rest-frame grid (Lb pixels)."""
 
-    flux: (Lb,); std: (Lb,) within-class scatter or None; covered: (Lb,) bool; feh: the
-    variant's [Fe/H] (None where the library has a single variant per subclass).
-    """
-
-    def __init__(self, flux, covered, std=None, feh=None):
-        self.flux, self.covered, self.std, self.feh = flux, covered, std, feh
+    flux: np.ndarray                # (Lb,)
+    covered: np.ndarray             # (Lb,) bool: pixels the template really covers
+    std: np.ndarray | None = None   # (Lb,) within-class scatter (Kesseli)
+    feh: float | None = None        # the variant's [Fe/H] (Kesseli)
 
 
 def read_sdss_templates(path) -> tuple[np.ndarray, dict[str, list[TemplateVariant]]]:
@@ -770,16 +840,20 @@ def observe_templates(wave, base_wave, rows, covered_rows, teff_nominal, stars) 
     for i in range(len(out)):
         covered[i] = np.interp(rest[i], np.log10(base_wave), covered_rows[i].astype(float),
                                left=0.0, right=0.0) == 1.0
-    return out * extinction(wave, stars["ebv"]), covered
+    # The templates are of real, already reddened stars: apply reddening relative to the mean
+    # of the draw, so the population keeps the template's mean colour.
+    return out * extinction(wave, stars["ebv"] - EBV_MAX / 2), covered
 
 
 def template_spectra(cfg_templates: dict, subclasses: dict, wave: np.ndarray, scale: float,
                      seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Spectra built on an empirical template library, max(1, round(count*scale)) per subclass.
 
+    The template stands for the mean star of its subclass, so the per-star perturbations are
+    relative to the population means.
     library 'sdss': the spEigenStar row named like the subclass; per star a Teff offset (as a
-    continuum colour change), metal lines scaled by 10**([Fe/H] - FEH_MEAN) (the template
-    standing for the mean star), radial velocity, reddening, flux level, noise.
+    continuum colour change), metal lines scaled by 10**([Fe/H] - FEH_MEAN), radial velocity,
+    reddening E(B-V) - EBV_MAX/2, flux level, noise.
     library 'kesseli': per star the [Fe/H] variant nearest the star's drawn [Fe/H], plus a
     smooth deviation scaled by the template's per-pixel Std (the scatter among the co-added
     stars, which replaces the Teff and metal-line scatter), then radial velocity, reddening,
@@ -800,7 +874,7 @@ def template_spectra(cfg_templates: dict, subclasses: dict, wave: np.ndarray, sc
         variants = read_kesseli_templates(cfg_templates["kesseli_dir"], subclasses, base_wave)
     else:
         raise ValueError(f"templates.library must be 'sdss' or 'kesseli', got {library!r}")
-    std_corr_px = np.log10(1 + 350.0 / C_KMS) / np.log10(base_wave[1] / base_wave[0])
+    std_corr_px = np.log10(1 + 1000.0 / C_KMS) / np.log10(base_wave[1] / base_wave[0])
 
     parts = []
     for label, spec in subclasses.items():

@@ -20,8 +20,8 @@ Sources (cfg['source']):
              selection, except that there is no de-duplication: its group ids keep spectra of
              one object together in the splits instead.
 
-Selection (sdss and table), in this order; each dropped input becomes one rejects row:
-  1. the file reads (sdss_fits.read_many: corrupt, truncated, missing HDU/column, NaN/inf flux,
+Selection for sdss, in this order; each dropped input becomes one rejects row:
+  1. the file reads (sdss_fits.iter_read: corrupt, truncated, missing HDU/column, NaN/inf flux,
      invalid values, all masked);
   2. CLASS == 'STAR' (sdss);
   3. the subclass label matches one of the type's subclasses under label_policy (labels.py);
@@ -33,6 +33,7 @@ Selection (sdss and table), in this order; each dropped input becomes one reject
      table.seed, default 0, spectrum id) and the first `count` kept, the rest are 'above
      target count'. The hash makes the choice a seeded random sample that does not depend on
      the order of the files or on which other files are present.
+The table source applies 3, 5, finite flux and ivar, 6, unique ids and 8.
 
 Table schema (.npz, or .h5 with these datasets at the root):
 
@@ -232,10 +233,7 @@ def _sdss(cfg, stellar_type):
         paths = manifest.loc[~failed, "path"].tolist()
         inputs = {"query": "SDSS DR10 SpecObjAll", "n_selected": int(len(manifest)),
                   "n_failed": int(failed.sum()), "files_digest": _listing_digest(paths)}
-    records, file_rejects = sdss_fits.read_many(paths)
-    for r in file_rejects:
-        _reject(rejects, r.path, r.reason, r.detail)
-    batch = _select_records(cfg, stellar_type, records, rejects)
+    batch = _select_records(cfg, stellar_type, paths, rejects)
     batch = _one_per_object(batch, rejects)
     batch = _cap(cfg, stellar_type, batch, rejects, seed=int(sdss.get("seed", 0)))
     return batch, rejects, inputs
@@ -250,12 +248,16 @@ def _listing_digest(paths) -> str:
     return h.hexdigest()[:16]
 
 
-def _select_records(cfg, stellar_type, records, rejects) -> _Batch:
+def _select_records(cfg, stellar_type, paths, rejects) -> _Batch:
+    """Read, check and select file by file; only the selected spectra stay in memory."""
     subclasses = cfg["types"][stellar_type]
     policy = cfg.get("label_policy", "exact")
     snr_column = cfg.get("snr_column", "SN_MEDIAN_ALL")
     kept, rows = [], []
-    for rec in records:
+    for rec, bad in sdss_fits.iter_read(paths):
+        if bad is not None:
+            _reject(rejects, bad.path, bad.reason, bad.detail)
+            continue
         meta, sid = rec.meta, rec.path
         if meta["CLASS"].strip().upper() != "STAR":
             _reject(rejects, sid, WRONG_CLASS, f"CLASS = {meta['CLASS']!r}")
@@ -493,6 +495,9 @@ def _explain_empty(cfg, stellar_type, ds, rejects, empty, rejects_csv) -> str:
     hints = []
     if source == "sdss" and ds.provenance["inputs"].get("n_files") == 0:
         hints.append(f"sdss.spec_dir ({cfg['sdss']['spec_dir']}) holds no *.fits files")
+    if source == "sdss" and ds.provenance["inputs"].get("n_selected") == 0:
+        hints.append(f"the DR10 query selected no spectra: types.{stellar_type} must name "
+                     f"legacy subclasses exactly (e.g. 'K1') and their S/N windows must match")
     if NOT_IN_TYPE in by_reason:
         hint = (f"the labels do not match types.{stellar_type} "
                 f"({', '.join(cfg['types'][stellar_type])}) under label_policy "

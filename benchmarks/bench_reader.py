@@ -1,0 +1,107 @@
+"""Reader throughput: stellarspec.sdss_fits.read_spec against a plain astropy loop.
+
+Both read the same fields (COADD loglam, flux, ivar, and_mask; the SPECOBJ/SPALL metadata) from
+the 20 real files in ../shared/data/sdss/spectra and spectra-lite, cycled to --reads reads per
+repeat, in the same process; the figure is the median over --repeats. Values are checked to be
+identical first. Three variants of the fast reader are timed:
+
+    fast             default settings (parsed header layouts are cached, as in a bulk read)
+    fast_cold        the header caches cleared before every file (every header parsed anew)
+    fast_no_walk     verify_structure=False (stops after the metadata HDU; skips the
+                     truncation check of later HDUs)
+
+Usage: python benchmarks/bench_reader.py [--reads 1000] [--repeats 3]
+                                         [--out results/bench/reader.json]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stellarspec import sdss_fits
+from stellarspec.io import package_versions, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STELLARSPEC_SHARED", REPO.parent / "shared")).resolve()
+
+
+def real_files() -> list[Path]:
+    sdss = SHARED / "data" / "sdss"
+    files = sorted((sdss / "spectra").glob("spec-*.fits")) + \
+        sorted((sdss / "spectra-lite").glob("spec-*.fits"))
+    if not files:
+        raise SystemExit(f"no spec files under {sdss}; set STELLARSPEC_SHARED")
+    return files
+
+
+def check_identical(files) -> None:
+    for path in files:
+        fast, ref = sdss_fits.read_spec(path), sdss_fits.read_spec_astropy(path)
+        for name in ("loglam", "flux", "ivar", "and_mask"):
+            a, b = getattr(fast, name), getattr(ref, name)
+            if a.dtype != b.dtype or not np.array_equal(a, b):
+                raise SystemExit(f"{path}: {name} differs from astropy")
+        if fast.meta != ref.meta:
+            raise SystemExit(f"{path}: metadata differs from astropy")
+
+
+def read_cold(path):
+    sdss_fits._parse_cards.cache_clear()
+    sdss_fits._table_columns.cache_clear()
+    return sdss_fits.read_spec(path)
+
+
+def files_per_second(read, files, n_reads: int, repeats: int) -> list[float]:
+    order = [files[i % len(files)] for i in range(n_reads)]
+    read(order[0])  # imports and first-touch costs out of the timing
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for path in order:
+            read(path)
+        rates.append(n_reads / (time.perf_counter() - start))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reads", type=int, default=1000, help="reads per repeat (>= 1000)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="results/bench/reader.json")
+    args = parser.parse_args()
+    files = real_files()
+    check_identical(files)
+    readers = {"astropy": sdss_fits.read_spec_astropy, "fast": sdss_fits.read_spec,
+               "fast_cold": read_cold,
+               "fast_no_walk": lambda p: sdss_fits.read_spec(p, verify_structure=False)}
+    rates = {}
+    for name, read in readers.items():
+        rates[name] = files_per_second(read, files, args.reads, args.repeats)
+        print(f"{name:13s} {statistics.median(rates[name]):9.1f} files/s "
+              f"(repeats: {', '.join(f'{r:.1f}' for r in rates[name])})", flush=True)
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    result = {
+        "files": [str(p.relative_to(SHARED)) for p in files],
+        "reads_per_repeat": args.reads, "repeats": args.repeats,
+        "files_per_s": median, "files_per_s_all_repeats": rates,
+        "speedup_vs_astropy": {k: median[k] / median["astropy"] for k in median
+                               if k != "astropy"},
+        "identical_to_astropy": True,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+        "package_versions": package_versions(),
+    }
+    for k, v in result["speedup_vs_astropy"].items():
+        print(f"speedup {k}: {v:.1f}x")
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The entry points the workflow calls: CV on a fold, selection, pretraining, final fit.
+
+Tiny synthetic spectra (4 classes told apart by the position of one absorption line) keep
+every Lightning fit under a second or two.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.svm import SVC
+
+from stellarspec import fit
+from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
+from stellarspec.io import read_json, write_json
+from stellarspec.lightning_modules import SpectraDataModule, check_pretraining_rows
+from stellarspec.splits import fold_rows, make_split
+
+CLASSES = ["K1", "K3", "K5", "K7"]
+N_PIXELS = 256
+SMALL_BERT = {"patch_width": 16, "d_model": 16, "n_heads": 2, "n_layers": 1}
+TRAINING = {"lr": 3e-3, "batch_size": 16, "max_epochs": 6, "patience": 10, "hidden_units": 32,
+            "dropout": 0.2}
+
+
+def synthetic_set(n_per_class=40, seed=0, noise=0.02, prefix="syn") -> SpectraSet:
+    """Spectra with a smooth random continuum (a few low-frequency sines: predictable from the
+    neighbouring patches, for pretraining) and one absorption line whose position gives the
+    class, min-max normalised."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, N_PIXELS)
+    label = np.repeat(CLASSES, n_per_class)
+    n = len(label)
+    k = np.arange(1, 4)[None, :, None]
+    amplitude = 0.1 * rng.normal(size=(n, 3, 1)) / k
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 3, 1))
+    continuum = 1 + (amplitude * np.sin(2 * np.pi * k * x + phase)).sum(1)
+    centre = 0.2 + 0.2 * np.repeat(np.arange(len(CLASSES)), n_per_class)
+    centre = centre + rng.normal(scale=0.03, size=n)
+    line = 0.3 * np.exp(-0.5 * ((x - centre[:, None]) / 0.02) ** 2)
+    flux = continuum - line + noise * rng.normal(size=(n, N_PIXELS))
+    flux = (flux - flux.min(1, keepdims=True)) / np.ptp(flux, 1, keepdims=True)
+    ids = np.array([f"{prefix}-{i:04d}" for i in range(n)])
+    return SpectraSet(wave=10 ** (3.58 + 1e-4 * np.arange(N_PIXELS)),
+                      flux=flux.astype(np.float32), mask=np.zeros(flux.shape, bool), label=label,
+                      snr=np.full(n, 60, np.float32), id=ids, group=np.char.add(ids, "-obj"),
+                      classes=list(CLASSES))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """(dataset path, split path) shared by the tests of this file."""
+    root = tmp_path_factory.mktemp("data")
+    ds = synthetic_set()
+    save_dataset(root / "dataset.npz", ds)
+    write_json(root / "split.json", make_split(ds.label, ds.group, 0.6, 3, seed=0))
+    return root / "dataset.npz", root / "split.json"
+
+
+def outputs_equal(dir_a: Path, dir_b: Path, ignore=("seconds", "resumed_from_epoch")) -> None:
+    a, b = read_json(dir_a / "metrics.json"), read_json(dir_b / "metrics.json")
+    for key in ignore:
+        a.pop(key, None), b.pop(key, None)
+    assert a == b
+    assert (dir_a / "predictions.csv").read_bytes() == (dir_b / "predictions.csv").read_bytes()
+
+
+# --- SVM and selection ----------------------------------------------------------------------
+
+def test_cv_fold_svm(data, tmp_path):
+    dataset, split = data
+    grid = {"C": [0.05, 1, 10], "kernel": ["rbf", "linear"], "gamma": ["scale"]}
+    fit.cv_fold(dataset, split, 1, "svm", {}, grid, tmp_path / "fold1.csv", threads=1, seed=0)
+    table = pd.read_csv(tmp_path / "fold1.csv")
+    assert list(table.columns) == fit.CV_COLUMNS and len(table) == 6
+    assert json.loads(table["params"][1]) == {"C": 0.05, "gamma": "scale", "kernel": "linear"}
+    ds, fit_rows, val_rows = load_dataset(dataset), *fold_rows(read_json(split), 1)
+    assert (table["n_fit"] == len(fit_rows)).all() and (table["n_val"] == len(val_rows)).all()
+    for params, accuracy in zip(table["params"], table["accuracy"]):
+        svc = SVC(**json.loads(params)).fit(ds.flux[fit_rows], ds.y[fit_rows])
+        assert accuracy == pytest.approx(np.mean(svc.predict(ds.flux[val_rows]) == ds.y[val_rows]))
+
+
+def test_select_params_best_mean_and_first_of_ties(tmp_path):
+    params = [json.dumps({"C": c}, sort_keys=True) for c in (0.1, 1, 10)]
+    for fold, accuracy in enumerate([[0.5, 0.7, 0.7], [0.6, 0.6, 0.6]]):
+        fit.write_csv(tmp_path / f"fold{fold}.csv",
+                      pd.DataFrame({"params": params, "accuracy": accuracy,
+                                    "f1_macro": [0.9, 0.1, 0.2]}))
+    csvs = [tmp_path / "fold0.csv", tmp_path / "fold1.csv"]
+    assert fit.select_params(csvs, "accuracy") == {"C": 1}  # 0.65 = 0.65 > 0.55: first of ties
+    assert fit.select_params(csvs, "f1_macro") == {"C": 0.1}
+
+
+def test_final_fit_svm(data, tmp_path):
+    dataset, split = data
+    fit.final_fit(dataset, split, "svm", {"C": 1, "kernel": "rbf", "gamma": "scale"}, tmp_path,
+                  threads=1, seed=0)
+    pred = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(pred.columns) == ["id", "true", "pred"] + [f"p_{c}" for c in CLASSES]
+    ds, (train, test) = load_dataset(dataset), fold_rows(read_json(split), "test")
+    svc = SVC(C=1).fit(ds.flux[train], ds.y[train])
+    assert pred["pred"].tolist() == [CLASSES[i] for i in svc.predict(ds.flux[test])]
+    assert np.allclose(pred[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1)
+    metrics = read_json(tmp_path / "metrics.json")
+    assert metrics["n_train"] == len(train) and metrics["n_test"] == len(test)
+    assert metrics["accuracy"] == pytest.approx(np.mean(pred["pred"] == pred["true"]))
+
+
+# --- deep models ------------------------------------------------------------------------------
+
+def test_inner_validation_is_carved_from_the_fit_rows(data):
+    dataset, split = data
+    split = read_json(split)
+    dm = SpectraDataModule(dataset, split, 0, batch_size=16, seed=0)
+    fit_rows, val_rows = fold_rows(split, 0)
+    assert set(dm.train_rows) | set(dm.val_rows) == set(fit_rows)
+    assert not set(dm.train_rows) & set(dm.val_rows)
+    assert set(dm.predict_rows) == set(val_rows)
+    assert set(dm.ds.label[dm.val_rows]) == set(CLASSES)  # stratified
+    again = SpectraDataModule(dataset, split, 0, batch_size=16, seed=0)
+    assert np.array_equal(dm.val_rows, again.val_rows)  # seeded
+
+
+def test_cv_fold_deep_and_final_fit_outputs(data, tmp_path):
+    dataset, split = data
+    fixed = {**TRAINING, **SMALL_BERT}
+    grid = {"lr": [3e-3, 1e-3]}
+    fixed.pop("lr")
+    fit.cv_fold(dataset, split, 0, "bert_cnn", fixed, grid, tmp_path / "cv.csv", threads=1,
+                seed=0, workdir=tmp_path / "work")
+    table = pd.read_csv(tmp_path / "cv.csv")
+    assert list(table.columns) == fit.CV_COLUMNS
+    assert [json.loads(p) for p in table["params"]] == [{"lr": 3e-3}, {"lr": 1e-3}]
+
+    out = tmp_path / "final"
+    fit.final_fit(dataset, split, "bert_cnn", {**TRAINING, **SMALL_BERT}, out, threads=1, seed=0)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints", "logs", "metrics.json", "predictions.csv", "train_log.csv"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    metrics = read_json(out / "metrics.json")
+    log = pd.read_csv(out / "train_log.csv")
+    assert log["epoch"].tolist() == list(range(metrics["epochs"]))
+    assert {"train_loss", "val_loss", "val_acc"} <= set(log.columns)
+    assert metrics["device"] == "cpu" and metrics["resumed_from_epoch"] is None
+    assert metrics["accuracy"] > 0.5  # chance is 0.25; the line position is easy to learn
+    test = fold_rows(read_json(split), "test")[1]
+    assert len(pd.read_csv(out / "predictions.csv")) == len(test)
+
+
+def test_same_seed_same_metrics(data, tmp_path):
+    dataset, split = data
+    params = {**TRAINING, "max_epochs": 4}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        fit.final_fit(dataset, split, "cnn", params, tmp_path / name, threads=1, seed=seed)
+    outputs_equal(tmp_path / "a", tmp_path / "b")
+    assert ((tmp_path / "a" / "predictions.csv").read_bytes()
+            != (tmp_path / "c" / "predictions.csv").read_bytes())
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+import stellarspec.lightning_modules as lm
+from stellarspec.fit import final_fit
+
+dataset, split, out, marker = sys.argv[1:5]
+params = {params!r}
+original = lm.ClassifierModule.training_step
+
+def training_step(self, batch, batch_idx):
+    if self.current_epoch == 2 and batch_idx == 1:  # mid-epoch: say so, then wait to be killed
+        Path(marker).write_text("epoch 2, batch 1")
+        time.sleep(600)
+    return original(self, batch, batch_idx)
+
+lm.ClassifierModule.training_step = training_step
+final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0)
+"""
+
+
+def test_kill_and_resume_gives_the_same_result(data, tmp_path):
+    dataset, split = data
+    params = {**TRAINING, **SMALL_BERT}
+    killed, marker = tmp_path / "killed", tmp_path / "marker"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN.format(params=params))
+    proc = subprocess.Popen([sys.executable, str(script), str(dataset), str(split), str(killed),
+                             str(marker)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the training run never reached epoch 2"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["epoch"] == 1  # the last completed epoch
+    assert not (killed / "metrics.json").exists() and not (killed / "predictions.csv").exists()
+
+    fit.final_fit(dataset, split, "bert_cnn", params, killed, threads=1, seed=0)  # resumes
+    fit.final_fit(dataset, split, "bert_cnn", params, tmp_path / "whole", threads=1, seed=0)
+    assert read_json(killed / "metrics.json")["resumed_from_epoch"] == 1
+    assert read_json(killed / "metrics.json")["epochs"] == params["max_epochs"]
+    outputs_equal(killed, tmp_path / "whole")
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "train_log.csv"),
+                                  pd.read_csv(tmp_path / "whole" / "train_log.csv"))
+
+
+def test_rerun_after_training_finished_only_predicts(data, tmp_path):
+    """Killed after the last epoch but before the outputs: the rerun must not train more."""
+    dataset, split = data
+    params = {**TRAINING, "max_epochs": 3}
+    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
+    before = (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp_path / "a" / "metrics.json").rename(tmp_path / "first.json")
+    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
+    assert (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes() == before
+    first, second = read_json(tmp_path / "first.json"), read_json(tmp_path / "a" / "metrics.json")
+    assert second["resumed_from_epoch"] == 2 and second["epochs"] == first["epochs"] == 3
+    assert second["accuracy"] == first["accuracy"]
+
+
+# --- pretraining ------------------------------------------------------------------------------
+
+PRETRAIN = {"mask_fraction": 0.2, "max_epochs": 40, "batch_size": 8, "lr": 3e-3,
+            "extra_unlabelled": None, "patience": 40}
+PRETRAIN_BERT = {**SMALL_BERT, "d_model": 32}
+
+
+def test_pretraining_lowers_heldout_loss_and_feeds_fine_tuning(data, tmp_path):
+    dataset, split = data
+    fit.pretrain(dataset, split, PRETRAIN_BERT, PRETRAIN, tmp_path / "encoder.pt", threads=1,
+                 seed=0)
+    history = read_json(tmp_path / "encoder.json")
+    # Held-out spectra, hidden patches: well below the untrained encoder and below the mean
+    # training spectrum (the best guess without looking at the visible patches).
+    assert history["heldout_loss_best"] < 0.5 * history["heldout_loss_initial"]
+    assert history["heldout_loss_best"] < 0.6 * history["heldout_loss_mean_spectrum"]
+    n_train = len(read_json(split)["train"])
+    assert history["n_train_spectra"] + history["n_heldout_spectra"] == n_train
+    assert len(history["history"]["val_loss"]) == PRETRAIN["max_epochs"]
+
+    out = tmp_path / "fine_tuned"
+    fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **PRETRAIN_BERT}, out,
+                  threads=1, seed=0, pretrained=tmp_path / "encoder.pt")
+    assert read_json(out / "metrics.json")["accuracy"] > 0.5
+    with pytest.raises(ValueError, match="does not match"):
+        fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **SMALL_BERT},
+                      tmp_path / "bad", threads=1, seed=0, pretrained=tmp_path / "encoder.pt")
+
+
+def test_pretraining_never_sees_test_spectra(data, tmp_path):
+    dataset, split_path = data
+    ds, split = load_dataset(dataset), read_json(split_path)
+    test = split["test"]
+    with pytest.raises(AssertionError, match="test rows"):
+        check_pretraining_rows(ds, split, split["train"] + test[:1])
+    # A train row that shares its object with a test row.
+    bad = ds.subset(np.arange(len(ds)))
+    bad.group[split["train"][0]] = bad.group[test[0]]
+    with pytest.raises(AssertionError, match="object of the test part"):
+        check_pretraining_rows(bad, split, split["train"])
+    # An extra 'unlabelled' file that contains a test spectrum, by id or by object.
+    extra = ds.subset(test[:3])
+    save_dataset(tmp_path / "extra.npz", extra)
+    with pytest.raises(AssertionError, match="by id"):
+        fit.pretrain(dataset, split_path, SMALL_BERT,
+                     {**PRETRAIN, "extra_unlabelled": tmp_path / "extra.npz"},
+                     tmp_path / "encoder.pt", threads=1, seed=0)
+    renamed = extra.subset(np.arange(3))
+    renamed.id = np.char.add(renamed.id, "-copy")
+    with pytest.raises(AssertionError, match="by group"):
+        check_pretraining_rows(ds, split, split["train"], renamed)
+    assert not (tmp_path / "encoder.pt").exists()
+    # A clean extra set is used.
+    clean = synthetic_set(n_per_class=5, seed=9, prefix="extra")
+    save_dataset(tmp_path / "clean.npz", clean)
+    fit.pretrain(dataset, split_path, SMALL_BERT,
+                 {**PRETRAIN, "max_epochs": 1, "extra_unlabelled": tmp_path / "clean.npz"},
+                 tmp_path / "encoder.pt", threads=1, seed=0)
+    history = read_json(tmp_path / "encoder.json")
+    assert history["n_extra_unlabelled"] == len(clean)
+    n_used = history["n_train_spectra"] + history["n_heldout_spectra"]
+    assert n_used == len(split["train"]) + len(clean)
+
+
+def test_model_and_pretrained_must_agree(data, tmp_path):
+    dataset, split = data
+    with pytest.raises(ValueError, match="needs the pretrained"):
+        fit.final_fit(dataset, split, "bert_cnn_pretrained", TRAINING, tmp_path, 1, 0)
+    with pytest.raises(ValueError, match="unknown model"):
+        fit.final_fit(dataset, split, "rf", TRAINING, tmp_path, 1, 0)
+    with pytest.raises(ValueError, match="unknown cnn parameters"):
+        fit.final_fit(dataset, split, "cnn", {**TRAINING, "d_model": 8}, tmp_path, 1, 0)

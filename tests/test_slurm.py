@@ -1,0 +1,218 @@
+"""The repo's slurm profile against a real Slurm (CI brings one up with .ci/slurm-up.sh).
+
+Skipped when there is no Slurm here, unless STELLARSPEC_REQUIRE_SLURM=1 (set by .ci/run),
+in which case a missing or busy cluster is a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+# The profile polls Slurm every 20 s or more; tests poll every second.
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1",
+                "--seconds-between-status-checks", "1"]
+SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+
+
+def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def _no_slurm_reason() -> str | None:
+    """Why the tests cannot run here, or None when a Slurm node can take jobs."""
+    if shutil.which("sinfo") is None:
+        return "sinfo is not on PATH: no Slurm here (.ci/slurm-up.sh brings one up)"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
+    nodes = _run(["sinfo", "--noheader", "--Node", "--format=%N|%t|%G"])
+    if nodes.returncode != 0:
+        return f"sinfo failed: {nodes.stderr.strip()}"
+    usable = [line.split("|") for line in nodes.stdout.split()
+              if line.split("|")[1].rstrip("*") in ("idle", "mix")]
+    if not usable:
+        return f"no Slurm node is idle:\n{nodes.stdout}"
+    if not any("gpu" in gres for _, _, gres in usable):
+        return "no idle Slurm node offers a 'gpu' GRES (slurm-up.sh defines fake ones)"
+    return None
+
+
+@dataclass
+class Cluster:
+    config: dict[str, str]      # `scontrol show config`
+
+    @property
+    def jobcomp_log(self) -> Path | None:
+        if self.config.get("JobCompType") == "jobcomp/filetxt":
+            return Path(self.config["JobCompLoc"])
+        return None
+
+    @property
+    def renumbers_devices(self) -> bool:
+        """task/cgroup renumbers a job's GPUs from 0; without it a job sees the node's indices."""
+        return "task/cgroup" in self.config.get("TaskPlugin", "")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    reason = _no_slurm_reason()
+    if reason:
+        if os.environ.get("STELLARSPEC_REQUIRE_SLURM") == "1":
+            pytest.fail(f"STELLARSPEC_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    shown = _run(["scontrol", "show", "config"])
+    assert shown.returncode == 0, shown.stderr
+    config = {}
+    for line in shown.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            config[key.strip()] = value.strip()
+    return Cluster(config)
+
+
+def run_with_profile(workdir: Path, *args: str, timeout: float = 600) -> str:
+    """Run snakemake in workdir through the repo's slurm profile; its log (stdout + stderr)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "STELLARSPEC_SLURM_")) and k != "CUDA_VISIBLE_DEVICES"}
+    env["PYTHONUNBUFFERED"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *FAST_POLLING, *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{log[-6000:]}"
+    return log
+
+
+@dataclass
+class Submission:
+    slurm_id: str
+    name: str        # rule_<rule> or group_<group>: the folder of its Slurm log
+
+
+def submissions(log: str) -> list[Submission]:
+    """Every sbatch call the plugin reports in a Snakemake log."""
+    found = []
+    for _, slurm_id, logfile in SUBMITTED.findall(log):
+        name = next(p for p in Path(logfile).parts if p.startswith(("rule_", "group_")))
+        found.append(Submission(slurm_id, name))
+    return found
+
+
+def run_id(log: str) -> str:
+    """The run's UUID: the plugin uses it as the Slurm job name of every job it submits."""
+    return re.search(r"SLURM run ID: (\S+)", log).group(1)
+
+
+def slurm_jobs_named(name: str) -> dict[str, str]:
+    """Slurm job id -> state of every job with this name that Slurm still knows (MinJobAge)."""
+    out = _run(["squeue", "--noheader", "--states=all", "--name", name, "--format=%i|%T"])
+    assert out.returncode == 0, out.stderr
+    return dict(line.split("|") for line in out.stdout.split())
+
+
+def show_job(slurm_id: str, detail: bool = False) -> str:
+    out = _run(["scontrol", "show", "job", *(["--details"] if detail else []), slurm_id])
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def jobcomp_records(path: Path) -> dict[str, dict[str, str]]:
+    """Slurm job id -> fields of its completion record (jobcomp/filetxt)."""
+    records = {}
+    for line in path.read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if "JobId" in fields:
+            records[fields["JobId"]] = fields
+    return records
+
+
+def check_all_went_through_sbatch(cluster: Cluster, log: str, expected: dict[str, int]):
+    """Every submission is a finished Slurm job of this run, and nothing else ran under its name.
+
+    expected: rule_<rule> / group_<group> -> number of sbatch calls.
+    """
+    subs = submissions(log)
+    counts = {}
+    for sub in subs:
+        counts[sub.name] = counts.get(sub.name, 0) + 1
+    assert counts == expected
+    in_slurm = slurm_jobs_named(run_id(log))
+    assert set(in_slurm) == {sub.slurm_id for sub in subs}
+    assert set(in_slurm.values()) == {"COMPLETED"}
+    if cluster.jobcomp_log is not None:
+        records = jobcomp_records(cluster.jobcomp_log)
+        for sub in subs:
+            assert records[sub.slurm_id]["JobState"] == "COMPLETED"
+            assert records[sub.slurm_id]["Name"] == run_id(log)
+    return subs
+
+
+# A two-rule workflow and one local rule: each job records the environment it ran in.
+TOY_SNAKEFILE = textwrap.dedent("""
+    import os, subprocess
+    from stellarspec.io import write_json
+
+    localrules: gather
+
+    def environment(**extra):
+        keys = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS")
+        return {k: os.environ.get(k) for k in keys} | extra
+
+    rule gather:
+        input: "cpu.json", "gpu.json"
+        output: "gather.json"
+        run:
+            write_json(output[0], environment())
+
+    rule cpu_job:
+        output: "cpu.json"
+        resources: mem_mb=200, runtime=5
+        run:
+            write_json(output[0], environment())
+
+    rule gpu_job:
+        output: "gpu.json"
+        resources: mem_mb=200, runtime=5, gpu=1
+        run:
+            # While the job runs, Slurm's detailed record names the GPU it allocated.
+            detail = subprocess.run(["scontrol", "show", "job", "--details",
+                                     os.environ["SLURM_JOB_ID"]],
+                                    capture_output=True, text=True).stdout
+            write_json(output[0], environment(detail=detail))
+""")
+
+
+def test_profile_submits_jobs_and_gpu_requests_to_slurm(cluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
+    log = run_with_profile(tmp_path)
+    subs = check_all_went_through_sbatch(cluster, log, {"rule_cpu_job": 1, "rule_gpu_job": 1})
+    slurm_id = {sub.name: sub.slurm_id for sub in subs}
+
+    cpu = json.loads((tmp_path / "cpu.json").read_text())
+    assert cpu["SLURM_JOB_ID"] == slurm_id["rule_cpu_job"]
+    assert cpu["CUDA_VISIBLE_DEVICES"] is None  # no GPU asked for, none given
+
+    gpu = json.loads((tmp_path / "gpu.json").read_text())
+    assert gpu["SLURM_JOB_ID"] == slurm_id["rule_gpu_job"]
+    assert "TresPerJob=gres:gpu:1" in show_job(slurm_id["rule_gpu_job"])  # sbatch --gpus=1
+    allocated = re.search(r"GRES=gpu(?::\w+)?:1\(IDX:(\d+)\)", gpu["detail"])
+    assert allocated, gpu["detail"]
+    expected = "0" if cluster.renumbers_devices else allocated.group(1)
+    assert gpu["CUDA_VISIBLE_DEVICES"] == expected
+
+    gathered = json.loads((tmp_path / "gather.json").read_text())
+    assert gathered["SLURM_JOB_ID"] is None  # the local rule ran here, not in a Slurm job

@@ -1,0 +1,101 @@
+"""End to end on the tiny config: every table cell filled, report built, partial reruns exact."""
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import planned_jobs, read_config, snakemake, workflow_copy, write_config
+
+pytestmark = pytest.mark.slow
+
+AGGREGATES = {"aggregate", "figures", "all"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = workflow_copy(tmp_path_factory.mktemp("e2e"))
+    result = snakemake(root)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return root
+
+
+def test_tables_fill_every_cell(finished):
+    table3 = pd.read_csv(finished / "results/tables/table3.csv")
+    table4 = pd.read_csv(finished / "results/tables/table4.csv")
+    models = ["svm", "cnn", "bert_cnn", "bert_cnn_pretrained"]
+    assert len(table3) == 3 * 4 * 2 * 3  # types x models x fractions x (P, R, F1)
+    assert table3["mean"].notna().all() and table3["averaging"].eq("macro").all()
+    assert set(table4["model"]) == set(models)
+    assert set(table4["type"]) == {"K", "F", "G", "average"}
+    assert table4["mean"].between(0, 1).all()
+    for frame in (table3, table4):
+        assert frame["source"].eq("simulated").all() and not frame["partial"].any()
+    md = (finished / "results/tables/table4.md").read_text()
+    assert "source: simulated" in md and "paper: 0.922" in md
+    assert "\\begin{tabular}" in (finished / "results/tables/table3.tex").read_text()
+
+
+def test_every_fit_has_metrics_and_predictions(finished):
+    fits = sorted((finished / "results/simulated").glob("*/frac*_seed*/fit/*/metrics.json"))
+    assert len(fits) == 3 * 2 * 4
+    record = json.loads(fits[0].read_text())
+    m = record["metrics"]
+    assert {"accuracy", "f1_macro", "f1_weighted", "per_class", "confusion_matrix",
+            "within_one_accuracy"} <= set(m)
+    predictions = pd.read_csv(fits[0].with_name("predictions.csv"))
+    assert len(predictions) == m["n"] and {"id", "true", "pred"} <= set(predictions.columns)
+
+
+def test_figures_and_report(finished):
+    for name in ["learning_curves", "confusion_matrices", "per_class_f1", "saliency"]:
+        assert (finished / f"results/figures/{name}.png").stat().st_size > 10_000
+    result = snakemake(finished, "--report", "results/report.zip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (finished / "results/report.zip").stat().st_size > 50_000
+
+
+def test_nothing_to_do_after_a_full_run(finished):
+    assert planned_jobs(finished) == []
+
+
+def _with_config(root, change):
+    original = (root / "config.yaml").read_text()
+    config = read_config(root)
+    change(config)
+    write_config(root, config)
+    try:
+        return planned_jobs(root)
+    finally:
+        (root / "config.yaml").write_text(original)
+
+
+def test_editing_one_models_hyperparameters_reruns_only_that_model(finished):
+    jobs = _with_config(finished, lambda c: c["models"]["cnn"]["grid"].update(lr=[1e-3, 2e-3]))
+    rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
+    assert rerun, "editing the cnn grid reran nothing"
+    assert all("/cnn/" in out for _, out in rerun), sorted(rerun)
+    assert {rule for rule, _ in rerun} == {"cv_deep", "select_params", "fit_deep", "evaluate"}
+    assert {"aggregate", "figures"} <= {rule for rule, _ in jobs}
+
+
+def test_editing_a_src_module_reruns_the_jobs_that_import_it(finished):
+    svm = finished / "src/stellarspec/svm.py"
+    original = svm.read_text()
+    svm.write_text(original + "\n# an edit\n")
+    try:
+        jobs = planned_jobs(finished)
+    finally:
+        svm.write_text(original)
+    rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
+    assert {rule for rule, _ in rerun} >= {"cv_svm", "fit_svm"}
+    assert all("/svm/" in out for _, out in rerun), sorted(rerun)
+
+
+def test_adding_a_fraction_or_a_seed_adds_jobs_and_reruns_nothing_else(finished):
+    jobs = _with_config(finished, lambda c: c["experiment"].update(train_fractions=[0.5, 0.6, 0.7]))
+    new = [out for rule, out in jobs if rule not in AGGREGATES]
+    assert new and all("/frac0.6_seed0/" in out for out in new), new
+    jobs = _with_config(finished, lambda c: c["experiment"].update(seeds=[0, 1]))
+    new = [out for rule, out in jobs if rule not in AGGREGATES]
+    assert new and all("_seed1/" in out for out in new), new
