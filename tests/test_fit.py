@@ -22,7 +22,8 @@ from sklearn.svm import SVC
 from stellarspec import fit
 from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
-from stellarspec.lightning_modules import SpectraDataModule, check_pretraining_rows
+from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_rows,
+                                          cuda_batch_size, cuda_learning_rate)
 from stellarspec.splits import fold_rows, make_split
 
 CLASSES = ["K1", "K3", "K5", "K7"]
@@ -307,3 +308,11 @@ def test_model_and_pretrained_must_agree(data, tmp_path):
         fit.final_fit(dataset, split, "rf", TRAINING, tmp_path, 1, 0)
     with pytest.raises(ValueError, match="unknown cnn parameters"):
         fit.final_fit(dataset, split, "cnn", {**TRAINING, "d_model": 8}, tmp_path, 1, 0)
+
+
+def test_cuda_batch_rule():
+    # 4x the configured batch, but at least 8 steps per epoch, never below the configured one.
+    assert cuda_batch_size(32, n_train=10_000) == 128
+    assert cuda_batch_size(32, n_train=400) == 50
+    assert cuda_batch_size(128, n_train=300) == 128
+    assert cuda_learning_rate(1e-3, 32, 128) == pytest.approx(2e-3)

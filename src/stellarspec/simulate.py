@@ -640,7 +640,8 @@ def add_noise(rng: np.random.Generator, model: np.ndarray, good: np.ndarray,
     return flux, ivar, median_snr(flux.astype(np.float64), ivar.astype(np.float64))
 
 
-def finish(rng, model, covered, stars, label, prefix) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def finish(rng, model, covered, stars, label: str, prefix: str
+           ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Scale, mask, add noise and build the metadata of one subclass."""
     n, length = model.shape
     good = covered & ~bad_pixel_mask(rng, n, length)
@@ -814,18 +815,28 @@ def scale_metal_lines(base_wave, variant: TemplateVariant, dfeh: np.ndarray) -> 
 
 
 def smooth_deviates(rng, n: int, length: int, corr_px: float) -> np.ndarray:
-    """Unit-variance Gaussian deviates correlated over ~corr_px pixels, (n, length)."""
-    white = rng.standard_normal((n, length))
-    smooth = gaussian_filter1d(white, corr_px, axis=1, mode="reflect")
-    return smooth * np.sqrt(2 * np.sqrt(np.pi) * corr_px)  # 1 / sqrt(sum of kernel^2)
+    """Unit-variance Gaussian deviates correlated over ~corr_px pixels, (n, length).
+
+    White noise on a grid 4x coarser than the correlation length, smoothed there and
+    interpolated back (cheap, and smooth fields lose nothing by it).
+    """
+    step = max(1.0, corr_px / 4)
+    coarse_x = np.arange(0.0, length + step, step)
+    white = rng.standard_normal((n, coarse_x.size))
+    sigma = corr_px / step
+    smooth = gaussian_filter1d(white, sigma, axis=1, mode="wrap")
+    smooth *= np.sqrt(2 * np.sqrt(np.pi) * sigma)  # 1 / sqrt(sum of kernel^2)
+    return interp_rows(np.arange(length, dtype=float), coarse_x, smooth)
 
 
 def observe_templates(wave, base_wave, rows, covered_rows, teff_nominal, stars) -> tuple:
     """Teff scatter (continuum colour), radial velocity and reddening applied to template rows
     (n, Lb) on the log-uniform base grid; returns spectra and coverage on `wave`, (n, L)."""
     step = np.log10(base_wave[1] / base_wave[0])
-    rows = rows * continuum(base_wave, stars["teff"]) \
-        / continuum(base_wave, np.full(len(rows), teff_nominal))
+    # The colour change is smooth: evaluate it on 128 wavelengths and interpolate.
+    coarse = np.geomspace(base_wave[0], base_wave[-1], 128)
+    colour = continuum(coarse, stars["teff"]) / continuum(coarse, np.full(len(rows), teff_nominal))
+    rows = rows * interp_rows(np.log10(base_wave), np.log10(coarse), colour)
     # Fill uncovered pixels with the nearest covered value so the shift does not ring.
     filled = np.empty_like(rows)
     for i, (row, cov) in enumerate(zip(rows, covered_rows)):
