@@ -12,10 +12,13 @@ each grid key), on simulated spectra of the config's grid:
 
     python benchmarks/bench_models.py --threads 1 --out results/bench/models_cpu.json
 
-Sweep (--sweep): BERT-CNN settings (patch width, d_model, heads, layers, overlap, [CLS]) fitted
-with stellarspec.fit.final_fit on simulated K, F and G spectra at scale 0.1, train fraction 0.5,
-two split seeds. The simulation seed (1) differs from the workflow's (0), so the defaults are
-not chosen on the spectra the workflow reports. Prints accuracy and cost per setting.
+Sweep (--sweep): BERT-CNN settings (patch width, d_model, heads, layers, overlap, [CLS]), one
+at a time around a centre setting, plus the input standardisation, the early-stopping patience,
+pretraining and CNN variants, each fitted with stellarspec.fit.final_fit (the workflow's code)
+on simulated K, F and G spectra at scale 0.1, train fraction 0.5, three split seeds. Other
+settings come from the config. The simulation seed (1) differs from the workflow's (0), so the
+defaults are not chosen on the spectra the workflow reports. Prints accuracy (with the paired
+difference from the centre setting) and cost per setting.
 
     python benchmarks/bench_models.py --sweep --threads 1 --out results/bench/bert_sweep.json
 """
@@ -149,37 +152,45 @@ def throughput(cfg: dict, models: list[str], device: str, min_seconds: float) ->
     return rows
 
 
-SWEEP = [  # (label, BERT settings changed from the centre setting)
-    ("centre", {}),
-    ("patch16", {"patch_width": 16}),
-    ("patch32", {"patch_width": 32}),
-    ("patch128", {"patch_width": 128}),
-    ("d16", {"d_model": 16}),
-    ("d64", {"d_model": 64}),
-    ("heads4", {"n_heads": 4}),
-    ("layers2", {"n_layers": 2}),
-    ("layers4", {"n_layers": 4}),
-    ("overlap", {"patch_stride": 32}),
-    ("cls", {"use_cls": True}),
-    ("old_config", {"patch_width": 32, "d_model": 64, "n_heads": 4, "n_layers": 2}),
-    ("minmax_input", {"standardize": False}),
+SWEEP = [  # (label, model, settings changed from the centre / config setting, pretraining)
+    ("centre", "bert_cnn", {}, None),
+    ("patch16", "bert_cnn", {"patch_width": 16}, None),
+    ("patch32", "bert_cnn", {"patch_width": 32}, None),
+    ("patch128", "bert_cnn", {"patch_width": 128}, None),
+    ("d16", "bert_cnn", {"d_model": 16}, None),
+    ("d64", "bert_cnn", {"d_model": 64}, None),
+    ("heads4", "bert_cnn", {"n_heads": 4}, None),
+    ("layers2", "bert_cnn", {"n_layers": 2}, None),
+    ("layers4", "bert_cnn", {"n_layers": 4}, None),
+    ("overlap", "bert_cnn", {"patch_stride": 32}, None),
+    ("cls", "bert_cnn", {"use_cls": True}, None),
+    ("old_config", "bert_cnn", {"patch_width": 32, "d_model": 64, "n_heads": 4, "n_layers": 2},
+     None),
+    ("minmax_input", "bert_cnn", {"standardize": False}, None),
+    ("patience15", "bert_cnn", {"patience": 15}, None),
+    ("pretrained", "bert_cnn_pretrained", {}, {}),
+    ("pretrained_200ep", "bert_cnn_pretrained", {}, {"max_epochs": 200, "batch_size": 32}),
+    ("cnn", "cnn", {}, None),
+    ("cnn_wide", "cnn", {"channels": [16, 32, 64]}, None),
+    ("cnn_minmax_input", "cnn", {"standardize": False}, None),
+    ("cnn_patience15", "cnn", {"patience": 15}, None),
 ]
 SWEEP_CENTRE = {"patch_width": 64, "d_model": 32, "n_heads": 2, "n_layers": 1}
 
 
-def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int) -> list[dict]:
-    from stellarspec.fit import final_fit
+def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
+          only: list[str] | None = None) -> list[dict]:
+    from stellarspec.fit import final_fit, pretrain
     from stellarspec.splits import make_split
 
-    base = default_params(cfg, "bert_cnn")
-    settings = [(label, {**base, **SWEEP_CENTRE, **change}) for label, change in SWEEP]
-    settings.append(("cnn", default_params(cfg, "cnn")))
-    settings.append(("cnn_minmax_input", {**default_params(cfg, "cnn"), "standardize": False}))
     data = {t: simulated_set(cfg, t, 0.1, seed=1) for t in types}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, params in settings:
-            model = "cnn" if label.startswith("cnn") else "bert_cnn"
+        for label, model, change, pretrain_change in SWEEP:
+            if only and label not in only:
+                continue
+            base = default_params(cfg, "cnn" if model == "cnn" else "bert_cnn")
+            params = {**base, **({} if model == "cnn" else SWEEP_CENTRE), **change}
             torch.manual_seed(0)
             net = build_classifier(model, params, cfg["grid"]["n_pixels"], 4)
             flux = torch.rand(8, cfg["grid"]["n_pixels"])
@@ -189,17 +200,29 @@ def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int) -> list[d
                     split = make_split(data[t].label, data[t].group, 0.5,
                                        cfg["experiment"]["cv_folds"], seed)
                     out = Path(tmp) / f"{label}_{t}_{seed}"
-                    final_fit(data[t], split, model, params, out, threads, seed)
+                    encoder, pretrain_seconds, pretrain_losses = None, 0.0, {}
+                    if pretrain_change is not None:
+                        encoder = out / "encoder.pt"
+                        pretrain(data[t], split, params, {**cfg["pretrain"], **pretrain_change},
+                                 encoder, threads, seed)
+                        history = json.loads(encoder.with_suffix(".json").read_text())
+                        pretrain_seconds = history["seconds"]
+                        pretrain_losses = {k: history[k] for k in history
+                                           if k.startswith("heldout_loss")}
+                    final_fit(data[t], split, model, params, out, threads, seed,
+                              pretrained=encoder)
                     m = json.loads((out / "metrics.json").read_text())
                     rows.append({"setting": label, "model": model, "type": t, "seed": seed,
                                  "params": params, "accuracy": m["accuracy"],
                                  "f1_macro": m["f1_macro"], "epochs": m["epochs"],
-                                 "seconds": m["seconds"], "n_train": m["n_train"],
+                                 "seconds": m["seconds"] + pretrain_seconds,
+                                 "n_train": m["n_train"], **pretrain_losses,
                                  "n_parameters": sum(p.numel() for p in net.parameters()),
                                  "flops_forward_per_spectrum": forward_flops,
                                  "flops_train_per_spectrum": train_flops})
-                    print(f"{label:10s} {t} seed {seed}: acc {m['accuracy']:.3f} "
-                          f"epochs {m['epochs']} {m['seconds']:.1f} s", file=sys.stderr, flush=True)
+                    print(f"{label:16s} {t} seed {seed}: acc {m['accuracy']:.3f} "
+                          f"epochs {m['epochs']} {rows[-1]['seconds']:.1f} s {pretrain_losses}",
+                          file=sys.stderr, flush=True)
     return rows
 
 
@@ -211,8 +234,9 @@ def sweep_table(rows: list[dict]) -> str:
 
     frame = pd.DataFrame(rows)
     centre = frame[frame.setting == "centre"].set_index(["type", "seed"])["accuracy"]
-    frame["paired"] = frame["accuracy"].to_numpy() - centre.loc[
-        list(zip(frame["type"], frame["seed"]))].to_numpy()
+    keys = list(zip(frame["type"], frame["seed"]))
+    frame["paired"] = [a - centre[k] if k in centre.index else np.nan
+                       for a, k in zip(frame["accuracy"], keys)]
     summary = frame.groupby("setting", sort=False).agg(
         accuracy=("accuracy", "mean"), paired=("paired", "mean"), paired_sd=("paired", "std"),
         n=("paired", "size"), f1=("f1_macro", "mean"), epochs=("epochs", "mean"),
@@ -258,6 +282,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sweep", action="store_true", help="run the BERT-CNN defaults sweep")
     parser.add_argument("--types", nargs="+", default=["K", "F", "G"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", help="sweep only these settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -265,7 +290,7 @@ def main(argv=None) -> None:
             "platform": platform.platform(), "processor": platform.processor(),
             "versions": package_versions()}
     if args.sweep:
-        rows = sweep(cfg, args.types, args.seeds, args.threads)
+        rows = sweep(cfg, args.types, args.seeds, args.threads, args.only)
         write_json(args.out, {**meta, "centre": SWEEP_CENTRE, "rows": rows})
         print(sweep_table(rows))
         return

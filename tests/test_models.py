@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from stellarspec.models import (BertCNN, BertEncoder, CNNHead, EncoderLayer, MaskedPatchModel,
-                                PatchEmbedding, SpectrumCNN)
+                                PatchEmbedding, PixelStandardizer, SpectrumCNN)
 
 L = 256  # pixels of the toy spectra
 
@@ -39,6 +39,19 @@ def test_patch_embedding_shapes_and_padding():
     flux = torch.rand(2, 256)
     assert torch.equal(overlap.patches(flux)[0, 1], flux[0, 16:48])
     assert overlap(flux).shape == (2, 16, 8)
+
+
+def test_pixel_standardizer():
+    flux, _ = toy_batch(12)
+    flux[:, 0] = 0.5  # a constant pixel: its scale is floored, not zero
+    standardizer = PixelStandardizer(L).fit(flux)
+    z = standardizer(flux)
+    assert torch.allclose(z[:, 1:].mean(0), torch.zeros(L - 1), atol=1e-5)
+    assert torch.allclose(z[:, 1:].std(0), torch.ones(L - 1), atol=1e-4)
+    assert torch.isfinite(z).all() and not z[:, 0].any()
+    assert "mean" in standardizer.state_dict()  # travels with checkpoints
+    off = PixelStandardizer(L, enabled=False).fit(flux)
+    assert torch.equal(off(flux), flux)
 
 
 def test_mask_token_replaces_only_masked_patches():

@@ -25,7 +25,8 @@ def pooled_length(length: int, n_blocks: int, pool: int) -> int:
 
 
 class ConvBlocks(nn.Sequential):
-    """Conv1d ('same' padding) -> ReLU -> MaxPool1d, once per entry of `channels`."""
+    """Conv1d ('same' padding for odd kernel sizes) -> ReLU -> MaxPool1d, once per entry of
+    `channels`."""
 
     def __init__(self, in_channels: int, channels: tuple[int, ...], kernel_size: int, pool: int):
         layers = []

@@ -17,6 +17,7 @@ teff, feh, rv (km/s) and ebv.
 """
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass
@@ -62,6 +63,32 @@ TEFF_DWARF = {
     "M7": 2650, "M8": 2500, "M9": 2400, "M9.5": 2320,
 }
 SPECTRAL_LETTERS = "OBAFGKM"
+
+# SDSS subclass labels are the pipeline's template fits: a legacy 'G5' is a star whose spectrum
+# best matches the spEigenStar 'G5' template, and those templates are not in MK temperature
+# order (F5 is bluer than F2, F9 and G0 correlate at r = 0.9997, G5 looks like K1). Spectra that
+# are to carry SDSS labels therefore take their population means from the templates: Teff,
+# [Fe/H] and E(B-V) of the noise-free model (rv = 0) fitted to the spEigenStar-53724 template of
+# each subclass by maximising the Pearson correlation over the pixels all ten cover, produced by
+#   python benchmarks/calibrate_simulator.py   (-> results/bench/simulator_calibration.json)
+# E(B-V) is bounded at 0 (it sits there for all but K5: the templates want a bluer continuum
+# than the model gives at the Teff their lines ask for). These are model parameters that best
+# reproduce the templates, not physical temperatures of the stars; teff_scale='mk' gives the
+# Pecaut & Mamajek dwarf scale instead.
+SDSS_LEGACY_CALIBRATION = {
+    "F2": {"teff": 5701.0, "feh": -0.32, "ebv": 0.000},
+    "F5": {"teff": 5856.0, "feh": -0.29, "ebv": 0.000},
+    "F9": {"teff": 5313.0, "feh": -0.38, "ebv": 0.000},
+    "G0": {"teff": 5372.0, "feh": -0.39, "ebv": 0.000},
+    "G2": {"teff": 5557.0, "feh": -0.35, "ebv": 0.000},
+    "G5": {"teff": 4851.0, "feh": -0.39, "ebv": 0.000},
+    "K1": {"teff": 4858.0, "feh": -0.28, "ebv": 0.000},
+    "K3": {"teff": 4788.0, "feh": -0.26, "ebv": 0.000},
+    "K5": {"teff": 4497.0, "feh": -0.24, "ebv": 0.092},
+    "K7": {"teff": 4158.0, "feh": -0.28, "ebv": 0.052},
+}
+TEFF_SCALES = ("sdss", "mk")
+TEFF_SIGMA_FLOOR = 50.0  # K; calibrated subclasses can lie within a few K of each other
 
 # How each feature's strength depends on Teff: a Gaussian in log10(Teff) around the temperature
 # where it peaks, with separate widths (dex) on the hot and cool sides:
@@ -366,8 +393,32 @@ def subclass_teff(subclasses: dict) -> dict[str, float]:
             else teff_of_subclass(name) for name, spec in subclasses.items()}
 
 
+def subclass_population(subclasses: dict, teff_scale: str = "sdss"
+                        ) -> dict[str, dict[str, float]]:
+    """Population means {name: {"teff", "feh", "ebv"}} for the physical generator.
+
+    teff_scale 'sdss': the ten legacy SDSS names take SDSS_LEGACY_CALIBRATION; 'mk': every name
+    takes the Pecaut & Mamajek dwarf Teff. Other names always use the MK scale, with [Fe/H] =
+    FEH_MEAN and E(B-V) = EBV_MAX / 2. An explicit 'teff' in a subclass entry wins over both.
+    """
+    if teff_scale not in TEFF_SCALES:
+        raise ValueError(f"teff_scale must be one of {TEFF_SCALES}, got {teff_scale!r}")
+    teff = subclass_teff(subclasses)
+    out = {}
+    for name, spec in subclasses.items():
+        params = {"teff": teff[name], "feh": FEH_MEAN, "ebv": EBV_MAX / 2}
+        if teff_scale == "sdss" and name in SDSS_LEGACY_CALIBRATION:
+            params.update(SDSS_LEGACY_CALIBRATION[name])
+            if isinstance(spec, dict) and "teff" in spec:
+                params["teff"] = teff[name]
+        out[name] = params
+    return out
+
+
 def teff_scatter(teff: dict[str, float]) -> dict[str, float]:
-    """Teff sigma per subclass: half the gap to the nearest neighbouring subclass of the set.
+    """Teff sigma per subclass: half the gap to the nearest neighbouring subclass of the set,
+    at least TEFF_SIGMA_FLOOR (a real subclass spans more than a few K, even where two
+    template-calibrated subclasses nearly coincide).
 
     A lone subclass gets half the gap to its neighbours one MK step away.
     """
@@ -380,7 +431,7 @@ def teff_scatter(teff: dict[str, float]) -> dict[str, float]:
             code = spectral_code(name)
             lo, hi = max(code - 1, _CODES[0]), min(code + 1, _CODES[-1])
             gaps = [abs(10 ** _TEFF_OF_CODE(lo) - 10 ** _TEFF_OF_CODE(hi)) / 2]
-        sigma[name] = 0.5 * min(gaps)
+        sigma[name] = max(0.5 * min(gaps), TEFF_SIGMA_FLOOR)
     return sigma
 
 
@@ -577,19 +628,25 @@ def n_spectra(count: int, scale: float) -> int:
 
 
 def draw_stars(rng: np.random.Generator, n: int, teff: float, teff_sigma: float,
-               snr_window) -> dict[str, np.ndarray]:
-    """Per-star parameters shared by both sources."""
+               snr_window, feh_mean: float = FEH_MEAN, ebv_mean: float = EBV_MAX / 2
+               ) -> dict[str, np.ndarray]:
+    """Per-star parameters shared by both sources.
+
+    E(B-V) is uniform over ebv_mean +- min(EBV_MAX / 2, ebv_mean): the default is U(0, EBV_MAX),
+    and a smaller mean narrows the range rather than drawing negative reddening.
+    """
     lo, hi = float(snr_window[0]), float(snr_window[1])
     if not 0 < lo <= hi:
         raise ValueError(f"S/N window must satisfy 0 < lo <= hi, got {snr_window}")
     # Draw the target S/N a hair inside the window so float32 storage cannot push the achieved
     # value across an edge.
     inset = 1e-3 * (hi - lo)
+    ebv_half = min(EBV_MAX / 2, max(ebv_mean, 0.0))
     return {
         "teff": np.clip(rng.normal(teff, teff_sigma, n), 2300.0, 50000.0),
-        "feh": np.clip(rng.normal(FEH_MEAN, FEH_SIGMA, n), -2.5, 0.6),
+        "feh": np.clip(rng.normal(feh_mean, FEH_SIGMA, n), -2.5, 0.6),
         "rv": rng.uniform(-RV_MAX_KMS, RV_MAX_KMS, n),
-        "ebv": rng.uniform(0.0, EBV_MAX, n),
+        "ebv": rng.uniform(ebv_mean - ebv_half, ebv_mean + ebv_half, n),
         "level": np.exp(rng.uniform(*np.log(FLUX_LEVEL), n)),
         "snr_target": rng.uniform(lo + inset, hi - inset, n),
     }
@@ -668,8 +725,7 @@ def concatenate(parts):
 def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.ndarray,
                   ebv: np.ndarray) -> np.ndarray:
     """Noise-free spectra (N, L) on `wave` (vacuum A), arbitrary flux scale."""
-    fine = log_grid_around(wave, FINE_LOG10_STEP, margin_kms=3 * RV_MAX_KMS)
-    profiles = feature_profiles(fine)                                           # (F, Lf)
+    fine, profiles = fine_grid_profiles(float(wave[0]), float(wave[-1]))       # (F, Lf)
     px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
     sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
     out = np.empty((len(teff), wave.size))
@@ -685,23 +741,36 @@ def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.nd
     return out
 
 
-def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+@functools.lru_cache(maxsize=4)
+def fine_grid_profiles(wave_lo: float, wave_hi: float) -> tuple[np.ndarray, sparse.csr_matrix]:
+    """The generator's working grid around [wave_lo, wave_hi] and its feature profiles, cached:
+    they depend only on the grid's ends, and fits call model_spectra many times."""
+    fine = log_grid_around(np.array([wave_lo, wave_hi]), FINE_LOG10_STEP,
+                           margin_kms=3 * RV_MAX_KMS)
+    return fine, feature_profiles(fine)
+
+
+def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int,
+                     teff_scale: str = "sdss") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Simulated spectra for the subclasses of one stellar type.
 
     subclasses: config `types[T]`, {name: {"count": int, "snr": [lo, hi]}}; a name is a spectral
-    type such as 'K1' or 'M0.5' (its Teff comes from TEFF_DWARF), or any name with an explicit
-    "teff" (K). wave: the common grid, vacuum A. Each subclass gets max(1, round(count * scale))
-    stars from its own random stream of `seed`. Returns flux, ivar (N, L) float32 and meta.
+    type such as 'K1' or 'M0.5', or any name with an explicit "teff" (K). teff_scale 'sdss'
+    (default): the ten legacy SDSS subclasses F2 ... K7 take their Teff, mean [Fe/H] and mean
+    E(B-V) from SDSS_LEGACY_CALIBRATION, the fit to the SDSS templates that define those labels;
+    'mk': the Pecaut & Mamajek dwarf Teff (TEFF_DWARF), as every other name always gets.
+    wave: the common grid, vacuum A. Each subclass gets max(1, round(count * scale)) stars from
+    its own random stream of `seed`. Returns flux, ivar (N, L) float32 and meta.
     """
     wave = np.asarray(wave, dtype=float)
-    teff = subclass_teff(subclasses)
-    sigma = teff_scatter(teff)
+    population = subclass_population(subclasses, teff_scale)
+    sigma = teff_scatter({name: p["teff"] for name, p in population.items()})
     parts = []
     for label, spec in subclasses.items():
         rng = subclass_rng(seed, label)
-        stars = draw_stars(rng, n_spectra(spec["count"], scale), teff[label], sigma[label],
-                           spec["snr"])
+        mean = population[label]
+        stars = draw_stars(rng, n_spectra(spec["count"], scale), mean["teff"], sigma[label],
+                           spec["snr"], mean["feh"], mean["ebv"])
         model = model_spectra(wave, stars["teff"], stars["feh"], stars["rv"], stars["ebv"])
         covered = np.ones(model.shape, dtype=bool)
         parts.append(finish(rng, model, covered, stars, label, "sim"))
