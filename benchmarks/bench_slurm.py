@@ -11,7 +11,7 @@ records the wall time, the sbatch calls (from Snakemake's log) and the Slurm job
                cv_svm jobs, but still one Slurm job (array task) per fold fit
 
 By default only the SVM part of the grid runs (--models svm), the part that grouping changes;
---models all runs every model. The profile polls Slurm every 20 s or more; --poll sets the
+--models all runs every model; --until RULE stops after that rule's jobs. The profile polls Slurm every 20 s or more; --poll sets the
 plugin's first-check delay and Snakemake's first interval (the plugin adds 10 s per check
 that finds nothing finished, whatever --poll is).
 
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,8 @@ VARIANTS = {
 }
 
 
-def run_variant(name: str, models: list[str] | None, poll: int, workdir: Path) -> dict:
+def run_variant(name: str, models: list[str] | None, poll: int, until: str | None,
+                workdir: Path) -> dict:
     root = workflow_copy(workdir / name)
     if models:
         config = read_config(root)
@@ -53,13 +55,14 @@ def run_variant(name: str, models: list[str] | None, poll: int, workdir: Path) -
     env |= extra_env | {"PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE),
            "--slurm-init-seconds-before-status-checks", str(poll),
-           "--seconds-between-status-checks", str(poll), *extra_args]
+           "--seconds-between-status-checks", str(poll), *extra_args,
+           *(["--until", until] if until else [])]
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     log = result.stdout + result.stderr
     if result.returncode != 0:
-        raise SystemExit(f"{name}: snakemake failed:\n{log[-5000:]}")
+        raise SystemExit(f"{name}: snakemake failed (workflow left in {root}):\n{log[-5000:]}")
     subs = submissions(log)
     slurm_jobs = slurm_jobs_named(run_id(log))
     return {
@@ -76,6 +79,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--models", default="svm", help="'all', or a comma-separated list")
     parser.add_argument("--poll", type=int, default=1, help="status polling start, seconds")
+    parser.add_argument("--until", default=None,
+                        help="run only the jobs up to this rule (snakemake --until)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     models = None if args.models == "all" else args.models.split(",")
@@ -83,11 +88,12 @@ def main() -> None:
     cpus = subprocess.run(["sinfo", "--noheader", "--format=%c"], capture_output=True,
                           text=True).stdout.strip()
     results = {"slurm": sinfo, "node_cpus": cpus, "host": platform.node(), "models": args.models,
-               "poll_seconds": args.poll, "variants": {}}
-    with tempfile.TemporaryDirectory(prefix="bench_slurm_") as tmp:
-        for name in args.variants:
-            results["variants"][name] = run_variant(name, models, args.poll, Path(tmp))
-            print(name, json.dumps(results["variants"][name]), flush=True)
+               "poll_seconds": args.poll, "until": args.until, "variants": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_slurm_"))
+    for name in args.variants:
+        results["variants"][name] = run_variant(name, models, args.poll, args.until, tmp)
+        print(name, json.dumps(results["variants"][name]), flush=True)
+    shutil.rmtree(tmp)  # kept when a run fails, for its logs
     if args.out:
         from stellarspec.io import write_json
 

@@ -216,3 +216,100 @@ def test_profile_submits_jobs_and_gpu_requests_to_slurm(cluster, tmp_path):
 
     gathered = json.loads((tmp_path / "gather.json").read_text())
     assert gathered["SLURM_JOB_ID"] is None  # the local rule ran here, not in a Slurm job
+
+
+# --- the workflow itself ------------------------------------------------------------------
+
+GPU_RULES = {"cv_deep", "pretrain", "fit_deep"}
+AGGREGATION_RULES = {"select_params", "evaluate", "aggregate", "figures"}
+# Compared byte for byte; fits.csv also holds each fit's seconds, so it is compared without them.
+TABLES = ["table3.csv", "table3.md", "table3.tex", "table4.csv", "table4.md", "table4.tex",
+          "per_class.csv"]
+JOB_HEADER = re.compile(r"^(\s*)(local)?rule (\w+):$", re.MULTILINE)
+GROUP_HEADER = re.compile(r"Group job (\w+) \(jobs in lexicogr\. order\):")
+
+
+def one_type_one_fraction(root: Path) -> None:
+    """tests/tiny.yaml cut to one stellar type at its largest train fraction: every rule
+    still runs (SVM folds, deep CV, pretraining, all fits), in a fraction of the time."""
+    from workflow_helpers import read_config, write_config
+
+    config = read_config(root)
+    first = next(iter(config["types"]))
+    config["types"] = {first: config["types"][first]}
+    config["experiment"]["train_fractions"] = [max(config["experiment"]["train_fractions"])]
+    write_config(root, config)
+
+
+def jobs_in_log(log: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """(remote jobs per rule, local jobs per rule, remote jobs that ran inside a group job)."""
+    remote, local, grouped = {}, {}, 0
+    for indent, is_local, rule in JOB_HEADER.findall(log):
+        counts = local if is_local else remote
+        counts[rule] = counts.get(rule, 0) + 1
+        grouped += bool(indent) and not is_local  # group members are printed indented
+    return remote, local, grouped
+
+
+@pytest.fixture(scope="module")
+def workflow_runs(cluster, tmp_path_factory):
+    """The same small config run twice: locally, and through the slurm profile."""
+    from workflow_helpers import snakemake, workflow_copy
+
+    local = workflow_copy(tmp_path_factory.mktemp("local"))
+    one_type_one_fraction(local)
+    result = snakemake(local)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+    on_slurm = workflow_copy(tmp_path_factory.mktemp("on_slurm"))
+    one_type_one_fraction(on_slurm)
+    log = run_with_profile(on_slurm, timeout=1800)
+    return local, on_slurm, log
+
+
+def test_workflow_jobs_go_through_sbatch_and_aggregates_run_locally(cluster, workflow_runs):
+    _, _, log = workflow_runs
+    remote, local, grouped = jobs_in_log(log)
+    assert AGGREGATION_RULES <= set(local) and not AGGREGATION_RULES & set(remote)
+    assert GPU_RULES | {"build_dataset", "make_split", "cv_svm", "fit_svm"} <= set(remote)
+    # Every cv_svm fold fit ran inside a group job; every other remote job had its own sbatch.
+    groups = GROUP_HEADER.findall(log)
+    assert grouped == remote["cv_svm"] >= 2 and 1 <= len(groups) < remote["cv_svm"]
+    expected = {f"rule_{rule}": n for rule, n in remote.items() if rule != "cv_svm"}
+    group_subs = {sub.name for sub in submissions(log) if sub.name.startswith("group_")}
+    assert len(group_subs) == 1
+    expected[group_subs.pop()] = len(groups)
+    check_all_went_through_sbatch(cluster, log, expected)
+
+
+def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
+    _, on_slurm, log = workflow_runs
+    subs = submissions(log)
+    for sub in subs:
+        asks_gpu = "TresPerJob=gres:gpu:1" in show_job(sub.slurm_id)
+        assert asks_gpu == (sub.name.removeprefix("rule_") in GPU_RULES), sub
+    fit_deep_ids = {sub.slurm_id for sub in subs if sub.name == "rule_fit_deep"}
+    fits = sorted(on_slurm.glob("results/*/*/frac*_seed*/fit/*/fit.json"))
+    assert fits
+    for path in fits:
+        environment = json.loads(path.read_text())["environment"]
+        if path.parent.name == "svm":
+            assert environment["CUDA_VISIBLE_DEVICES"] is None
+            continue
+        assert environment["SLURM_JOB_ID"] in fit_deep_ids
+        # The GPU Slurm gave the job step, as the job saw it.
+        assert environment["SLURM_STEP_GPUS"] is not None
+        expected = "0" if cluster.renumbers_devices else environment["SLURM_STEP_GPUS"]
+        assert environment["CUDA_VISIBLE_DEVICES"] == expected
+
+
+def test_workflow_tables_on_slurm_equal_the_local_run(workflow_runs):
+    import pandas as pd
+
+    local, on_slurm, _ = workflow_runs
+    for name in TABLES:
+        ours, theirs = (root / "results" / "tables" / name for root in (local, on_slurm))
+        assert ours.read_bytes() == theirs.read_bytes(), name
+    fits = [pd.read_csv(root / "results" / "tables" / "fits.csv").drop(columns="seconds")
+            for root in (local, on_slurm)]
+    pd.testing.assert_frame_equal(*fits)
