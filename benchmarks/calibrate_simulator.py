@@ -5,13 +5,20 @@ best matches the spEigenStar 'G5' template. The simulator produces spectra that 
 labels, so its population parameters per subclass are fitted to the templates rather than taken
 from an MK dwarf table (the legacy templates are not in MK temperature order).
 
-For each of the ten legacy subclasses F2 ... K7 this fits the noise-free model of
-stellarspec.simulate.model_spectra (rest frame, rv = 0) - Teff, [Fe/H] and E(B-V) - to the
-spEigenStar-53724 template of that subclass, resampled onto the common grid, over the pixels all
-ten templates cover, maximising the plain Pearson correlation (which is what the realism test
-measures; it is unchanged by min-max normalisation). A coarse grid picks the start, Nelder-Mead
-(bounded, deterministic) refines it. Bounds are physical: E(B-V) >= 0, [Fe/H] within the range
-of field dwarfs.
+For each of the ten legacy subclasses F2 ... K7 this fits the population means - Teff, [Fe/H]
+and E(B-V) - of stellarspec.simulate's physical generator to the spEigenStar-53724 template of
+that subclass, resampled onto the common grid, over the pixels all ten templates cover,
+maximising the plain Pearson correlation (what the realism test measures; min-max normalisation
+does not change it):
+  1. a coarse grid and a Nelder-Mead fit of the single noise-free star at rest (the start);
+  2. Nelder-Mead on the expected mean simulated spectrum without noise: a fixed quadrature over
+     the per-star scatter the simulator draws (Teff sigma from simulate.teff_scatter of the
+     fitted Teffs, [Fe/H] sigma, the E(B-V) range, radial velocities), each star min-max
+     normalised as in the realism test; repeated while those sigmas change;
+  3. subject to the SDSS labelling rule (labels are template fits): the mean must correlate
+     with its own template better than with any other by >= --label-margin in r (a steep
+     penalty; --unconstrained drops it).
+Everything is deterministic. Bounds are physical: E(B-V) >= 0, [Fe/H] within field dwarfs.
 
 The table printed and written (JSON) is the source of simulate.SDSS_LEGACY_CALIBRATION.
 

@@ -25,6 +25,7 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm"
 FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1",
                 "--seconds-between-status-checks", "1"]
 SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+SUBMITTED_ARRAY = re.compile(r"Submitted array job with Snakemake IDs \S+ and SLURM job ID (\d+)\.")
 
 
 def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
@@ -100,7 +101,7 @@ def run_with_profile(workdir: Path, *args: str, timeout: float = 600) -> str:
 @dataclass
 class Submission:
     slurm_id: str
-    name: str        # rule_<rule> or group_<group>: the folder of its Slurm log
+    name: str        # rule_<rule> or group_<group> (the folder of its Slurm log), or array
 
 
 def submissions(log: str) -> list[Submission]:
@@ -109,6 +110,7 @@ def submissions(log: str) -> list[Submission]:
     for _, slurm_id, logfile in SUBMITTED.findall(log):
         name = next(p for p in Path(logfile).parts if p.startswith(("rule_", "group_")))
         found.append(Submission(slurm_id, name))
+    found += [Submission(slurm_id, "array") for slurm_id in SUBMITTED_ARRAY.findall(log)]
     return found
 
 

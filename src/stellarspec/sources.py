@@ -192,11 +192,12 @@ def _generated(cfg, stellar_type, generate):
 def _simulated(cfg, stellar_type):
     from . import simulate
 
-    seed = int(cfg.get("simulated", {}).get("seed", 0))
+    settings = cfg.get("simulated", {})
+    seed, teff_scale = int(settings.get("seed", 0)), settings.get("teff_scale", "sdss")
     scale = float(cfg.get("scale", 1.0))
     return _generated(cfg, stellar_type,
-                      lambda subclasses, wave: simulate.simulate_spectra(subclasses, wave,
-                                                                         scale, seed))
+                      lambda subclasses, wave: simulate.simulate_spectra(
+                          subclasses, wave, scale, seed, teff_scale=teff_scale))
 
 
 def _templates(cfg, stellar_type):
