@@ -28,7 +28,7 @@ def base_config(**changes) -> dict:
 
 def fake_generator(calls):
     """Stand-in for the simulator: deterministic spectra already on the grid."""
-    def generate(*args):
+    def generate(*args, **kwargs):
         calls.append(args)
         subclasses, wave = args[-4], args[-3]
         rows, fluxes = [], []
