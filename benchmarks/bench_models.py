@@ -41,31 +41,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from stellarspec.dataset import SpectraSet
 from stellarspec.io import package_versions, write_json
 from stellarspec.lightning_modules import build_classifier
-from stellarspec.simulate import simulate_spectra
+from stellarspec.sources import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def minmax(flux: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """The paper's min-max normalisation over good pixels; bad pixels filled by interpolation."""
-    x = np.arange(flux.shape[1])
-    out = np.empty(flux.shape, dtype=np.float32)
-    for i in range(len(flux)):
-        f = np.interp(x, x[good[i]], flux[i, good[i]])
-        out[i] = (f - f.min()) / (f.max() - f.min())
-    return out
-
-
 def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> SpectraSet:
-    """Simulated spectra of one stellar type on the config's grid, min-max normalised."""
-    g = cfg["grid"]
-    wave = 10 ** (g["log10_start"] + g["log10_step"] * np.arange(g["n_pixels"]))
-    flux, ivar, meta = simulate_spectra(cfg["types"][stellar_type], wave, scale, seed)
-    good = ivar > 0
-    return SpectraSet(wave, minmax(flux, good), ~good, meta["label"].to_numpy().astype(str),
-                      meta["snr"].to_numpy(np.float32), meta["id"].to_numpy().astype(str),
-                      meta["group"].to_numpy().astype(str), list(cfg["types"][stellar_type]),
-                      {"source": "simulated", "seed": seed, "scale": scale})
+    """Simulated spectra of one type, built by the workflow's own data path
+    (stellarspec.sources.build_dataset: simulator, preprocessing, normalisation)."""
+    cfg = {**cfg, "source": "simulated", "scale": scale,
+           "simulated": {**cfg.get("simulated", {}), "seed": seed}}
+    return build_dataset(cfg, stellar_type)[0]
 
 
 def default_params(cfg: dict, model: str) -> dict:
@@ -268,6 +254,16 @@ def throughput_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=REPO / "config.yaml")
@@ -294,8 +290,7 @@ def main(argv=None) -> None:
         write_json(args.out, {**meta, "centre": SWEEP_CENTRE, "rows": rows})
         print(sweep_table(rows))
         return
-    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else platform.processor() or platform.machine())
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     ref = matmul_flops(args.device, args.matmul_size, args.min_seconds)
     result = {**meta, "device": args.device, "device_name": device_name,
               "matmul_dtype": "bfloat16" if args.device == "cuda" else "float32",

@@ -4,6 +4,9 @@ masked pretraining, and the final fit evaluated once on the test part.
 Every output is written atomically (stellarspec.io). Deep-model jobs resume from their
 last.ckpt. The caller picks the device: wrap a call in stellarspec.gpu_slots.gpu_slot() on a
 multi-GPU machine (the workflow scripts do); CUDA is used whenever torch sees a GPU.
+
+torch and Lightning are imported only by the deep-model paths: importing them costs seconds
+per job, which SVM jobs need not pay.
 """
 from __future__ import annotations
 
@@ -13,20 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
-import torch
 from threadpoolctl import threadpool_limits
 
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_json
-from .lightning_modules import (ClassifierModule, PretrainModule, SpectraDataModule,
-                                cuda_batch_size, cuda_learning_rate, encoder_config, make_trainer,
-                                training_finished)
 from .metrics import compute_metrics, predictions_frame
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
+
+if TYPE_CHECKING:
+    from .lightning_modules import ClassifierModule, PretrainModule, SpectraDataModule
 
 DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
 MODELS = ("svm",) + DEEP_MODELS
@@ -48,15 +51,20 @@ def _check_model(model: str, pretrained) -> None:
 
 
 @contextlib.contextmanager
-def _job(threads: int):
-    """The job's thread count, for torch and for the BLAS under numpy."""
-    torch.set_num_threads(int(threads))
+def _job(threads: int, deep: bool):
+    """The job's thread count, for the BLAS under numpy and (deep models) for torch."""
+    if deep:
+        import torch
+
+        torch.set_num_threads(int(threads))
     with threadpool_limits(int(threads)):
         yield
 
 
 def device_name() -> str:
     """'cpu', or 'cuda: <GPU name>'."""
+    import torch
+
     return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
 
 
@@ -79,6 +87,10 @@ def _svm_params(params: dict) -> dict:
 
 def load_pretrained_encoder(module: ClassifierModule, path, params: dict, n_pixels: int) -> None:
     """Copy the pretrained encoder weights into a BertCNN; the architectures must agree."""
+    import torch
+
+    from .lightning_modules import encoder_config
+
     saved = torch.load(path, map_location="cpu", weights_only=True)
     wanted = encoder_config(params, n_pixels)
     arch = ("n_pixels", "patch_width", "d_model", "n_heads", "n_layers", "patch_stride",
@@ -119,6 +131,12 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
     """Train one deep model on the fold's fit rows (fold int or 'test'), early-stopped on an
     inner validation split, and predict the fold's evaluation rows with the best weights.
     Resumes from out_dir/checkpoints/last.ckpt when present."""
+    import pytorch_lightning as pl
+    import torch
+
+    from .lightning_modules import (ClassifierModule, SpectraDataModule, cuda_batch_size,
+                                    cuda_learning_rate, make_trainer, training_finished)
+
     out_dir = Path(out_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     cuda = torch.cuda.is_available()
@@ -165,7 +183,7 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
     fit, val = fold_rows(split, int(fold))
     y = ds.y
     rows = []
-    with _job(threads):
+    with _job(threads, deep=model != "svm"):
         if model == "svm":
             for _, full in candidates(grid, fixed):
                 _svm_params(full)
@@ -214,10 +232,16 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
     (patch embedding and pixel standardiser included), 'config': BertEncoder kwargs, ...} to
     out_path and the loss history to out_path with suffix .json. pretrain_cfg may also set
     `patience` (early stopping; default: none)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from .lightning_modules import (PretrainModule, SpectraDataModule, encoder_config,
+                                    make_trainer, training_finished)
+
     ds, split = _load(dataset, split)
     out_path = Path(out_path)
     start = time.perf_counter()
-    with _job(threads), (
+    with _job(threads, deep=True), (
             contextlib.nullcontext(workdir) if workdir is not None
             else tempfile.TemporaryDirectory(prefix="stellarspec-pretrain-")) as work:
         work = Path(work)
@@ -259,10 +283,18 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
         "device": device_name(), "seconds": time.perf_counter() - start})
 
 
-@torch.no_grad()
 def heldout_losses(module: PretrainModule, dm: SpectraDataModule) -> tuple[float, float]:
     """(reconstruction loss of the model, loss of predicting the mean training spectrum) on the
     held-out spectra, over the hidden pixels of the fixed validation masks."""
+    import torch
+
+    with torch.no_grad():
+        return _heldout_losses(module, dm)
+
+
+def _heldout_losses(module, dm) -> tuple[float, float]:
+    import torch
+
     was_training = module.training
     module.eval()
     model, total, baseline, n = module.model, 0.0, 0.0, 0
@@ -289,7 +321,7 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     train, test = fold_rows(split, "test")
     y = ds.y
     start = time.perf_counter()
-    with _job(threads):
+    with _job(threads, deep=model != "svm"):
         if model == "svm":
             svm, calibrated = calibrated_svm(ds.flux[train], y[train], **_svm_params(params))
             # Platt-scaled probabilities; the label is the SVM's own decision.

@@ -66,7 +66,10 @@ class PixelStandardizer(nn.Module):
 
 
 class SpectrumCNN(nn.Module):
-    """CNN baseline: conv/ReLU/max-pool blocks over pixels, then FC(hidden), dropout, FC(C)."""
+    """CNN baseline: conv/ReLU/max-pool blocks over pixels, then FC(hidden), dropout, FC(C).
+
+    Lean by default (3 blocks of 8/16/16 channels, pool 4: 2.4 MFLOP per 3840-pixel spectrum);
+    hidden 128 and dropout 0.5 are the paper's (Table 2)."""
 
     def __init__(self, n_pixels: int, n_classes: int, channels=(8, 16, 16), kernel_size: int = 5,
                  pool: int = 4, hidden_units: int = 128, dropout: float = 0.5,
@@ -232,7 +235,11 @@ class CNNHead(nn.Module):
 
 
 class BertCNN(nn.Module):
-    """The paper's hybrid: BertEncoder token features T1..TN -> CNNHead."""
+    """The paper's hybrid: BertEncoder token features T1..TN -> CNNHead.
+
+    Default encoder (patch 64, d_model 32, 2 heads, 1 layer) chosen by accuracy and cost in a
+    sweep on simulated spectra (benchmarks/README.md); head defaults are the paper's
+    (hidden 256, dropout 0.5)."""
 
     def __init__(self, n_pixels: int, n_classes: int, patch_width: int = 64, d_model: int = 32,
                  n_heads: int = 2, n_layers: int = 1, patch_stride: int | None = None,
