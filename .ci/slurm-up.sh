@@ -4,8 +4,8 @@
 # pid file so that .ci/slurm-down.sh can stop exactly these processes.
 #
 # The node gets this machine's CPUs and memory, and FAKE_GPUS fake GPUs: gres.conf points
-# at plain files, so GPU requests are scheduled and jobs see CUDA_VISIBLE_DEVICES set by
-# Slurm, without a GPU. Accounting is off (sacct does not work); finished jobs stay visible
+# at stand-in device files, so GPU requests are scheduled and jobs see CUDA_VISIBLE_DEVICES
+# set by Slurm, without a GPU. Accounting is off (sacct does not work); finished jobs stay visible
 # in `squeue --states=all` for a day (MinJobAge) and every finished job is appended to the
 # job completion log (JOBCOMP_LOG below), so a test can count what went through sbatch.
 #

@@ -26,6 +26,12 @@ from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_
                                           cuda_batch_size, cuda_learning_rate)
 from stellarspec.splits import fold_rows, make_split
 
+
+def fit_result(fit_dir) -> dict:
+    """fit.json and the scores of a final fit, in one dict."""
+    result = fit.evaluate_fit(fit_dir)
+    return result["fit"] | result["metrics"]
+
 CLASSES = ["K1", "K3", "K5", "K7"]
 N_PIXELS = 256
 SMALL_BERT = {"patch_width": 16, "d_model": 16, "n_heads": 2, "n_layers": 1}
@@ -68,7 +74,7 @@ def data(tmp_path_factory):
 
 
 def outputs_equal(dir_a: Path, dir_b: Path, ignore=("seconds", "resumed_from_epoch")) -> None:
-    a, b = read_json(dir_a / "metrics.json"), read_json(dir_b / "metrics.json")
+    a, b = fit_result(dir_a), fit_result(dir_b)
     for key in ignore:
         a.pop(key, None), b.pop(key, None)
     assert a == b
@@ -112,7 +118,7 @@ def test_final_fit_svm(data, tmp_path):
     svc = SVC(C=1).fit(ds.flux[train], ds.y[train])
     assert pred["pred"].tolist() == [CLASSES[i] for i in svc.predict(ds.flux[test])]
     assert np.allclose(pred[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1)
-    metrics = read_json(tmp_path / "metrics.json")
+    metrics = fit_result(tmp_path)
     assert metrics["n_train"] == len(train) and metrics["n_test"] == len(test)
     assert metrics["accuracy"] == pytest.approx(np.mean(pred["pred"] == pred["true"]))
 
@@ -146,9 +152,9 @@ def test_cv_fold_deep_and_final_fit_outputs(data, tmp_path):
     out = tmp_path / "final"
     fit.final_fit(dataset, split, "bert_cnn", {**TRAINING, **SMALL_BERT}, out, threads=1, seed=0)
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "logs", "metrics.json", "predictions.csv", "train_log.csv"]
+        "checkpoints", "fit.json", "logs", "predictions.csv", "train_log.csv"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    metrics = read_json(out / "metrics.json")
+    metrics = fit_result(out)
     log = pd.read_csv(out / "train_log.csv")
     assert log["epoch"].tolist() == list(range(metrics["epochs"]))
     assert {"train_loss", "val_loss", "val_acc"} <= set(log.columns)
@@ -211,12 +217,12 @@ def test_kill_and_resume_gives_the_same_result(data, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["epoch"] == 1  # the last completed epoch
-    assert not (killed / "metrics.json").exists() and not (killed / "predictions.csv").exists()
+    assert not (killed / "fit.json").exists() and not (killed / "predictions.csv").exists()
 
     fit.final_fit(dataset, split, "bert_cnn", params, killed, threads=1, seed=0)  # resumes
     fit.final_fit(dataset, split, "bert_cnn", params, tmp_path / "whole", threads=1, seed=0)
-    assert read_json(killed / "metrics.json")["resumed_from_epoch"] == 1
-    assert read_json(killed / "metrics.json")["epochs"] == params["max_epochs"]
+    assert fit_result(killed)["resumed_from_epoch"] == 1
+    assert fit_result(killed)["epochs"] == params["max_epochs"]
     outputs_equal(killed, tmp_path / "whole")
     pd.testing.assert_frame_equal(pd.read_csv(killed / "train_log.csv"),
                                   pd.read_csv(tmp_path / "whole" / "train_log.csv"))
@@ -228,10 +234,10 @@ def test_rerun_after_training_finished_only_predicts(data, tmp_path):
     params = {**TRAINING, "max_epochs": 3}
     fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
     before = (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes()
-    (tmp_path / "a" / "metrics.json").rename(tmp_path / "first.json")
+    first = fit_result(tmp_path / "a")
     fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
     assert (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes() == before
-    first, second = read_json(tmp_path / "first.json"), read_json(tmp_path / "a" / "metrics.json")
+    second = fit_result(tmp_path / "a")
     assert second["resumed_from_epoch"] == 2 and second["epochs"] == first["epochs"] == 3
     assert second["accuracy"] == first["accuracy"]
 
@@ -259,7 +265,7 @@ def test_pretraining_lowers_heldout_loss_and_feeds_fine_tuning(data, tmp_path):
     out = tmp_path / "fine_tuned"
     fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **PRETRAIN_BERT}, out,
                   threads=1, seed=0, pretrained=tmp_path / "encoder.pt")
-    assert read_json(out / "metrics.json")["accuracy"] > 0.5
+    assert fit_result(out)["accuracy"] > 0.5
     with pytest.raises(ValueError, match="does not match"):
         fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **SMALL_BERT},
                       tmp_path / "bad", threads=1, seed=0, pretrained=tmp_path / "encoder.pt")

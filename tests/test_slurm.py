@@ -1,7 +1,9 @@
 """The repo's slurm profile against a real Slurm (CI brings one up with .ci/slurm-up.sh).
 
 Skipped when there is no Slurm here, unless STELLARSPEC_REQUIRE_SLURM=1 (set by .ci/run),
-in which case a missing or busy cluster is a failure.
+in which case a missing or busy cluster is a failure. The first test runs a toy Snakefile
+(seconds); the others run the workflow on a cut-down tiny config twice, locally and on Slurm
+(minutes, marked slow).
 """
 from __future__ import annotations
 
@@ -269,6 +271,7 @@ def workflow_runs(cluster, tmp_path_factory):
     return local, on_slurm, log
 
 
+@pytest.mark.slow
 def test_workflow_jobs_go_through_sbatch_and_aggregates_run_locally(cluster, workflow_runs):
     _, _, log = workflow_runs
     remote, local, grouped = jobs_in_log(log)
@@ -284,6 +287,7 @@ def test_workflow_jobs_go_through_sbatch_and_aggregates_run_locally(cluster, wor
     check_all_went_through_sbatch(cluster, log, expected)
 
 
+@pytest.mark.slow
 def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
     _, on_slurm, log = workflow_runs
     subs = submissions(log)
@@ -305,6 +309,7 @@ def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
         assert environment["CUDA_VISIBLE_DEVICES"] == expected
 
 
+@pytest.mark.slow
 def test_workflow_tables_on_slurm_equal_the_local_run(workflow_runs):
     import pandas as pd
 

@@ -313,8 +313,9 @@ def _heldout_losses(module, dm) -> tuple[float, float]:
 
 def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, seed: int,
               pretrained=None) -> None:
-    """Train on all train rows, evaluate once on the test rows; write predictions.csv,
-    metrics.json and, for deep models, checkpoints/{best,last}.ckpt and train_log.csv."""
+    """Train on all train rows, predict the test rows once; write predictions.csv, fit.json
+    (what was trained, how long) and, for deep models, checkpoints/{best,last}.ckpt and
+    train_log.csv."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     out_dir = Path(out_dir)
@@ -338,7 +339,29 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     write_csv(out_dir / "predictions.csv", frame)
     if model != "svm":
         write_csv(out_dir / "train_log.csv", epoch_log(out_dir / "logs"))
-    metrics = compute_metrics(frame, ds.classes)
-    metrics.update(model=model, params=params, seed=int(seed), n_train=len(train),
-                   n_test=len(test), seconds=time.perf_counter() - start, **info)
-    write_json(out_dir / "metrics.json", metrics)
+    # The scores come later, from predictions.csv (evaluate_fit), so that a change in how they
+    # are computed never retrains a model.
+    write_json(out_dir / "fit.json", {
+        "model": model, "params": params, "seed": int(seed), "classes": list(ds.classes),
+        "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
+        **info})
+
+
+def evaluate_fit(fit_dir) -> dict:
+    """{'fit': fit.json, 'metrics': compute_metrics(predictions.csv)} of one final fit."""
+    fit_dir = Path(fit_dir)
+    info = read_json(fit_dir / "fit.json")
+    predictions = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str, "true": str, "pred": str})
+    return {"fit": info, "metrics": compute_metrics(predictions, info["classes"])}
+
+
+def load_classifier(fit_dir):
+    """The best-checkpoint network (an nn.Module in eval mode, on CPU) of a deep final fit."""
+    import torch
+
+    from .lightning_modules import ClassifierModule
+
+    fit_dir = Path(fit_dir)
+    module = ClassifierModule.load_from_checkpoint(fit_dir / "checkpoints" / "best.ckpt",
+                                                   map_location="cpu", weights_only=False)
+    return module.eval()

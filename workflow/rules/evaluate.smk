@@ -4,7 +4,7 @@
 # Accuracy, macro/weighted P/R/F1, per-class scores and the confusion matrix of one fit.
 rule evaluate:
     input:
-        src("metrics", "dataset"),
+        src("metrics", "fit"),
         predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
         info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
     output:

@@ -30,7 +30,8 @@ rule pretrain:
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.pt",
+        encoder="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.pt",
+        history="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.json",
     log:
         "results/{source}/logs/pretrain/{type}_frac{frac}_seed{seed}.log",
     params:

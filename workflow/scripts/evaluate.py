@@ -1,13 +1,11 @@
 from _log import to_log
 
 to_log(snakemake)
-import pandas as pd
+from pathlib import Path
 
-from stellarspec.io import read_json, write_json
-from stellarspec.metrics import compute_metrics
+from stellarspec.fit import evaluate_fit
+from stellarspec.io import write_json
 
-info = read_json(snakemake.input.info)
-predictions = pd.read_csv(snakemake.input.predictions, dtype={"id": str, "true": str, "pred": str})
-metrics = compute_metrics(predictions, info["classes"])
-write_json(snakemake.output[0], {"fit": info, "metrics": metrics, "wildcards": dict(snakemake.wildcards)})
-print({k: metrics[k] for k in ("accuracy", "f1_macro")})
+result = evaluate_fit(Path(snakemake.input.predictions).parent)
+write_json(snakemake.output[0], result | {"wildcards": dict(snakemake.wildcards)})
+print({k: result["metrics"][k] for k in ("accuracy", "f1_macro")})
