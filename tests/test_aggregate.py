@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from stellarspec.aggregate import (build_tables, markdown_to_latex, scores_from_confusion,
+from stellarspec.aggregate import (build_tables, markdown_to_latex,
                                    table3_markdown, table4_markdown)
+from stellarspec.metrics import scores_from_confusion
 
 CLASSES = {"K": ["K1", "K3", "K5", "K7"], "F": ["F2", "F5", "F9"]}
 

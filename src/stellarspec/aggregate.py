@@ -12,29 +12,11 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, read_json, write_text
+from .metrics import scores_from_confusion
 from .paper import CITATION, paper_accuracy
 
 TABLE3_METRICS = ("precision_macro", "recall_macro", "f1_macro")
 KEY = ["type", "model", "train_fraction", "seed"]
-
-
-def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy and macro P/R/F1 from confusion matrices (..., C, C), rows true; zero_division=0."""
-    confusion = confusion.astype(float)
-    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
-    predicted, actual = confusion.sum(-2), confusion.sum(-1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    # Classes absent from both truth and predictions are left out of the macro mean, as sklearn
-    # does when given only the labels present.
-    present = (predicted + actual) > 0
-    n_present = present.sum(-1)
-    return {"accuracy": tp.sum(-1) / confusion.sum((-2, -1)),
-            "precision_macro": (precision * present).sum(-1) / n_present,
-            "recall_macro": (recall * present).sum(-1) / n_present,
-            "f1_macro": (f1 * present).sum(-1) / n_present}
 
 
 def collect(metrics_paths, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:

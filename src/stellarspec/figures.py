@@ -11,8 +11,8 @@ import pandas as pd
 from .io import atomic_path
 
 # Vacuum rest wavelengths (Angstrom) of the lines marked on the saliency plot.
-MAIN_LINES = {"Ca II K": 3934.8, "Ca II H": 3969.6, "H beta": 4862.7, "Mg b": 5176.7,
-              "Na D": 5894.6, "H alpha": 6564.6}
+MAIN_LINES = {"Ca II H&K": (3934.8, 3969.6), "H beta": (4862.7,), "Mg b": (5176.7,),
+              "Na D": (5894.6,), "H alpha": (6564.6,)}
 
 
 def _save(fig, path) -> None:
@@ -95,10 +95,11 @@ def saliency_plot(curves: dict, path, source: str) -> None:
     fig, axes = plt.subplots(len(curves), 1, figsize=(11, 2.4 * len(curves)), squeeze=False, sharex=True)
     for ax, (stype, (wave, sal)) in zip(axes[:, 0], sorted(curves.items())):
         ax.plot(wave, sal / sal.max(), lw=0.7)
-        for name, centre in MAIN_LINES.items():
-            ax.axvline(centre, color="red", lw=0.6, alpha=0.6)
-            ax.text(centre, 1.02, name, rotation=90, fontsize=7, va="bottom", ha="center",
-                    transform=ax.get_xaxis_transform())
+        for name, centres in MAIN_LINES.items():
+            for centre in centres:
+                ax.axvline(centre, color="red", lw=0.6, alpha=0.6)
+            ax.text(np.mean(centres), 1.02, name, rotation=90, fontsize=7, va="bottom",
+                    ha="center", transform=ax.get_xaxis_transform())
         ax.set_ylabel(f"{stype}\nsaliency")
     axes[-1, 0].set_xlabel("wavelength (Angstrom, vacuum)")
     fig.suptitle(f"BERT-CNN gradient saliency ({source})", y=1.0 + 0.1 / len(curves))

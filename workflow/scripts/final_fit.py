@@ -1,15 +1,14 @@
-from _log import to_log
+from _job import device_slot, to_log
 
 to_log(snakemake)
 from pathlib import Path
 
 from stellarspec.fit import final_fit
-from stellarspec.gpu_slots import gpu_slot
 from stellarspec.io import read_json
 
 model = snakemake.wildcards.get("model", "svm")
 params = read_json(snakemake.input.best)["params"]
-with gpu_slot(0 if model == "svm" or not snakemake.resources.get("gpu", 0) else None):
+with device_slot(snakemake):
     final_fit(snakemake.input.data, snakemake.input.split, model, params,
               Path(snakemake.output.predictions).parent, threads=snakemake.threads,
               seed=int(snakemake.wildcards.seed), pretrained=snakemake.input.get("pretrained") or None)

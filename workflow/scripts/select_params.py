@@ -1,4 +1,4 @@
-from _log import to_log
+from _job import to_log
 
 to_log(snakemake)
 from stellarspec.fit import select_params
