@@ -24,6 +24,6 @@ test: install
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python -m stellarspec.bench --out results/bench
+	$(BIN)/python benchmarks/run_all.py --out results/bench
 
 .PHONY: install run report test bench
