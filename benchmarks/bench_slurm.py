@@ -60,6 +60,7 @@ def run_variant(name: str, models: list[str] | None, poll: int, until: str | Non
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    load = os.getloadavg()[1]  # the machine may be shared: the 5-minute load says how busy
     log = result.stdout + result.stderr
     if result.returncode != 0:
         raise SystemExit(f"{name}: snakemake failed (workflow left in {root}):\n{log[-5000:]}")
@@ -67,6 +68,7 @@ def run_variant(name: str, models: list[str] | None, poll: int, until: str | Non
     slurm_jobs = slurm_jobs_named(run_id(log))
     return {
         "wall_seconds": round(seconds, 1),
+        "load_average_5min_at_end": round(load, 2),
         "sbatch_calls": len(subs),
         "sbatch_calls_by_target": dict(Counter(s.name for s in subs)),
         "slurm_jobs": len(slurm_jobs),
