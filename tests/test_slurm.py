@@ -298,7 +298,10 @@ def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
     fits = sorted(on_slurm.glob("results/*/*/frac*_seed*/fit/*/fit.json"))
     assert fits
     for path in fits:
-        environment = json.loads(path.read_text())["environment"]
+        record = json.loads(path.read_text())
+        # final_fit records SLURM_JOB_ID, SLURM_STEP_GPUS and CUDA_VISIBLE_DEVICES as it ran.
+        assert "environment" in record, f"{path} does not say where the fit ran"
+        environment = record["environment"]
         if path.parent.name == "svm":  # no GPU from Slurm, and the job hides any GPU
             assert environment["SLURM_STEP_GPUS"] is None
             assert not environment["CUDA_VISIBLE_DEVICES"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -344,6 +345,9 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     write_json(out_dir / "fit.json", {
         "model": model, "params": params, "seed": int(seed), "classes": list(ds.classes),
         "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
+        # which device the job was given (Slurm's GPU, the slot allocator's, or none)
+        "environment": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_STEP_GPUS",
+                                                       "CUDA_VISIBLE_DEVICES")},
         **info})
 
 
