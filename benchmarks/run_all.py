@@ -9,6 +9,7 @@ BENCHMARKS.md from them (every figure there comes from this run's files).
     python benchmarks/run_all.py --out results/bench            # everything (about 20 min)
     python benchmarks/run_all.py --out results/bench --quick    # smaller sizes and repeats
     python benchmarks/run_all.py --out results/bench --only B1 B6
+    python benchmarks/run_all.py --out results/bench --render-only   # markdown from the JSON
 
 B8 (B3/B4 on CUDA with bf16) runs only where nvidia-smi lists a GPU. B5, the quick default workflow end to end (about 15 min on 2 cores), is not run by default:
 it is read from OUT/workflow_default.json when that file exists. `--workflow` measures it
@@ -240,9 +241,9 @@ def run_workflow(out: Path, cores: int = 2) -> dict:
         log = result.stdout + result.stderr
     done = re.findall(r"(\d+) of (\d+) steps \(100%\) done", log)
     record = {
-        "command": "snakemake --cores {} --workflow-profile workflow/profiles/local".format(cores)
-                   + " (in a fresh temporary copy: Snakefile config.yaml config/ workflow/ src/ "
-                     "envs/; made by `python benchmarks/run_all.py --workflow`)",
+        "command": f"snakemake --cores {cores} --workflow-profile workflow/profiles/local",
+        "where": "a fresh temporary copy of Snakefile config.yaml config/ workflow/ src/ envs/ "
+                 "(python benchmarks/run_all.py --workflow)",
         "wall_seconds": round(seconds, 1), "returncode": result.returncode,
         "jobs": job_stats(log).get("total"), "jobs_done": int(done[-1][0]) if done else None,
         "jobs_per_rule": {k: v for k, v in job_stats(log).items() if k != "total"},
@@ -595,6 +596,9 @@ def main(argv=None) -> int:
                         help="also measure B5 (about 15 min) and write OUT/workflow_default.json")
     parser.add_argument("--profile-models", metavar="JSON",
                         help="only profile the training steps (B3) into JSON, then exit")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: reread OUT/benchmarks.json and OUT/workflow_default.json"
+                             " and rewrite the markdown")
     parser.add_argument("--steps", type=int, default=20, help="training steps to profile")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="B8: the GPU's nominal bf16 dense peak, to report the fraction")
@@ -605,6 +609,14 @@ def main(argv=None) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    workflow_json = out_dir / "workflow_default.json"
+    if args.render_only:  # e.g. after B5 was recorded separately
+        report = read_json(out_dir / "benchmarks.json")
+        report["workflow_default"] = read_json(workflow_json) if workflow_json.exists() else None
+        write_json(out_dir / "benchmarks.json", report)
+        write_text(REPO / args.markdown, render(report, out_dir))
+        print(f"rewrote {out_dir / 'benchmarks.json'} and {REPO / args.markdown}")
+        return 0
     report = {"command": " ".join(["python", "benchmarks/run_all.py",
                                    *(argv if argv is not None else sys.argv[1:])]),
               "quick": args.quick, "started": now(), "load_start": load_average(),
@@ -612,7 +624,6 @@ def main(argv=None) -> int:
     names = args.only or [n for n in BENCHMARKS if n != "B8" or report["machine"]["gpu"]]
     for name in names:
         report["benchmarks"][name] = run_benchmark(name, out_dir, args.quick, args.peak_tflops)
-    workflow_json = out_dir / "workflow_default.json"
     if args.workflow:
         run_workflow(workflow_json)
     report["workflow_default"] = read_json(workflow_json) if workflow_json.exists() else None

@@ -102,7 +102,8 @@ def test_adding_a_fraction_or_a_seed_adds_jobs_and_reruns_nothing_else(finished)
 
 
 def test_killed_grid_resumes_with_identical_tables(finished, tmp_path):
-    """Kill snakemake mid-grid (its running jobs die with it), then --rerun-incomplete: the run
+    """Kill snakemake mid-grid (its running jobs die with it), then --unlock and
+    --rerun-incomplete: the run
     completes and every table is byte-identical to the uninterrupted run's. This also shows that
     two runs of one config give identical tables on CPU."""
     import os
@@ -122,6 +123,8 @@ def test_killed_grid_resumes_with_identical_tables(finished, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (root / "results/tables/table4.csv").exists(), "the grid finished before the kill"
+    # a killed snakemake leaves its lock behind: release it, as a user would
+    assert snakemake(root, "--unlock").returncode == 0
     result = snakemake(root, "--rerun-incomplete")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in ["table3.csv", "table4.csv", "table3.md", "table4.md", "table3.tex", "table4.tex",
