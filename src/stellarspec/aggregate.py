@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, read_json, write_text
+from .io import read_json, write_csv, write_text
 from .metrics import scores_from_confusion
 from .paper import CITATION, paper_accuracy
 
@@ -200,14 +200,14 @@ def markdown_to_latex(markdown: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_csv(path, frame: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+def write_table_csv(path, frame: pd.DataFrame) -> None:
+    """Fixed float format, so reruns give byte-identical tables."""
+    write_csv(path, frame, float_format="%.6f")
 
 
 def write_tables(table3, table4, paths: dict) -> None:
-    write_csv(paths["table3_csv"], table3)
-    write_csv(paths["table4_csv"], table4)
+    write_table_csv(paths["table3_csv"], table3)
+    write_table_csv(paths["table4_csv"], table4)
     md3, md4 = table3_markdown(table3), table4_markdown(table4)
     write_text(paths["table3_md"], md3)
     write_text(paths["table4_md"], md4)

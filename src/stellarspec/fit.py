@@ -24,7 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .dataset import SpectraSet, load_dataset
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import compute_metrics, predictions_frame
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
 MODELS = ("svm",) + DEEP_MODELS
 CV_COLUMNS = ["params", "accuracy", "f1_macro", "n_fit", "n_val", "seconds"]
-
-
-def write_csv(path, frame: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def _check_model(model: str, pretrained) -> None:

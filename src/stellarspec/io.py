@@ -43,6 +43,12 @@ def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_csv(path, frame, float_format: str | None = None) -> None:
+    """A pandas DataFrame as CSV, written atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=float_format)
+
+
 def read_json(path):
     return json.loads(Path(path).read_text())
 

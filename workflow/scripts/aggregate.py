@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stellarspec.aggregate import build_tables, collect, write_csv, write_tables
+from stellarspec.aggregate import build_tables, collect, write_table_csv, write_tables
 
 p = snakemake.params
 fits, per_class = collect(snakemake.input.metrics, p.source)
@@ -20,7 +20,7 @@ table3, table4, missing = build_tables(
     p.source, n_bootstrap=p.n_bootstrap, allow_partial=p.allow_partial)
 if missing:
     print(f"PARTIAL tables: {len(missing)} fits missing, e.g. {missing[:3]}")
-write_csv(snakemake.output.fits, fits)
-write_csv(snakemake.output.per_class, per_class)
+write_table_csv(snakemake.output.fits, fits)
+write_table_csv(snakemake.output.per_class, per_class)
 write_tables(table3, table4, snakemake.output)
 print(open(snakemake.output.table4_md).read())
