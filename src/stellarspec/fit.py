@@ -356,8 +356,6 @@ def evaluate_fit(fit_dir) -> dict:
 
 def load_classifier(fit_dir):
     """The best-checkpoint network (an nn.Module in eval mode, on CPU) of a deep final fit."""
-    import torch
-
     from .lightning_modules import ClassifierModule
 
     fit_dir = Path(fit_dir)
