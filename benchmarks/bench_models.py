@@ -40,7 +40,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stellarspec.dataset import SpectraSet
 from stellarspec.io import package_versions, write_json
-from stellarspec.lightning_modules import build_classifier
+from stellarspec.lightning_modules import adam, build_classifier
+from stellarspec.runtime import keep_freed_memory
 from stellarspec.sources import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def throughput(cfg: dict, models: list[str], device: str, min_seconds: float) ->
         idx = torch.arange(max(batch, 256)) % len(pool)
         flux, y = pool[idx].to(device), torch.from_numpy(ds.y)[idx].to(device)
         forward_flops, train_flops = count_flops(model, flux[:batch], y[:batch])
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+        optimizer = adam(model.parameters(), float(params["lr"]))  # as the workflow's modules
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
 
         def train_step():
@@ -287,6 +288,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", help="sweep only these settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the workflow's training jobs
     cfg = yaml.safe_load(Path(args.config).read_text())
     meta = {"command": " ".join(sys.argv), "config": str(args.config), "threads": args.threads,
             "platform": platform.platform(), "processor": platform.processor(),

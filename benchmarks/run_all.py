@@ -146,12 +146,14 @@ def run_benchmark(name: str, out_dir: Path, quick: bool, peak_tflops: float | No
 # --- B3 profile: where the training step's time goes ----------------------------------------
 
 OP_GROUPS = [  # (group, substrings of profiler op names); first match wins
-    ("optimizer (Adam)", ("Optimizer.", "_foreach_", "addcdiv", "addcmul", "lerp", "sqrt")),
+    ("optimizer (Adam)", ("Optimizer.", "_foreach_", "_fused_adam", "addcdiv", "addcmul", "lerp",
+                          "sqrt")),
     ("convolution", ("convolution", "conv1d", "conv2d")),
     ("matmul (mm, addmm, bmm)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul",
                                  "aten::linear")),
     ("max-pool", ("max_pool",)),
-    ("dropout RNG (bernoulli_)", ("bernoulli",)),
+    ("dropout RNG (bernoulli_, random_)", ("bernoulli", "random_")),
+    ("zero fills (fill_)", ("fill_",)),
 ]
 
 
@@ -165,9 +167,11 @@ def profile_models(out: Path, steps: int, threads: int = 1) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from bench_models import default_params, simulated_set
-    from stellarspec.lightning_modules import build_classifier
+    from stellarspec.lightning_modules import adam, build_classifier
+    from stellarspec.runtime import keep_freed_memory
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the workflow's training jobs
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     ds = simulated_set(cfg, "K", 0.1, seed=1)
     pool, labels = torch.from_numpy(ds.flux), torch.from_numpy(ds.y)
@@ -178,7 +182,7 @@ def profile_models(out: Path, steps: int, threads: int = 1) -> None:
         batch = int(params["batch_size"])
         torch.manual_seed(0)
         model = build_classifier(name, params, cfg["grid"]["n_pixels"], len(ds.classes))
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(params["lr"]))
+        optimizer = adam(model.parameters(), float(params["lr"]))
         idx = torch.arange(batch) % len(pool)
         flux, y = pool[idx], labels[idx]
         model.train()

@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stellarspec.models import (BertCNN, BertEncoder, CNNHead, EncoderLayer, MaskedPatchModel,
-                                PatchEmbedding, PixelStandardizer, SpectrumCNN)
+from stellarspec.lightning_modules import adam
+from stellarspec.models import (BertCNN, BertEncoder, CNNHead, ConvBlocks, Dropout, EncoderLayer,
+                                MaskedPatchModel, PatchEmbedding, PixelStandardizer, SpectrumCNN)
+from stellarspec.runtime import keep_freed_memory
 
 L = 256  # pixels of the toy spectra
 
@@ -83,6 +85,94 @@ def test_encoder_layer_matches_the_equations():
     ff = layer.ff2(torch.relu(layer.ff1(z)))
     expected = F.layer_norm(z + ff, (d,), layer.norm2.weight, layer.norm2.bias)
     assert torch.allclose(layer(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("length, kernel_size, pool", [(256, 5, 4), (250, 3, 2), (61, 5, 3)])
+def test_conv_blocks_equal_conv_relu_maxpool(length, kernel_size, pool):
+    """ConvBlocks (channels-last 2-D conv, pool before ReLU) gives the values and gradients of
+    the textbook Conv1d -> ReLU -> MaxPool1d stack, ties in the max included."""
+    torch.manual_seed(0)
+    blocks = ConvBlocks(3, (4, 6), kernel_size, pool)
+    reference = torch.nn.Sequential(*[m for conv in blocks.convs for m in (
+        torch.nn.Conv1d(conv.in_channels, conv.out_channels, kernel_size,
+                        padding=kernel_size // 2), torch.nn.ReLU(), torch.nn.MaxPool1d(pool))])
+    for conv, ref in zip(blocks.convs, reference[::3]):
+        ref.weight.data.copy_(conv.weight.data.squeeze(2))
+        ref.bias.data.copy_(conv.bias.data)
+    x = torch.randn(5, 3, length)
+    x[:, :, 10:30] = 0.7  # a flat stretch (masked pixels are filled) makes equal maxima
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = blocks(x_ours), reference(x_ref)
+    assert out.shape == expected.shape
+    assert torch.allclose(out, expected, atol=1e-5)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.allclose(x_ours.grad, x_ref.grad, atol=1e-5)
+    for conv, ref in zip(blocks.convs, reference[::3]):
+        assert torch.allclose(conv.weight.grad.squeeze(2), ref.weight.grad, atol=1e-4)
+        assert torch.allclose(conv.bias.grad, ref.bias.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_cpu_dropout_is_dropout(p):
+    """The fast CPU dropout zeroes a fraction p (in every one of the four 16-bit lanes of a
+    64-bit draw), scales the rest by 1 / (1 - p), passes gradients through the same mask,
+    and is the identity in eval mode."""
+    torch.manual_seed(0)
+    n = 400_000
+    x = torch.rand(n) + 0.5
+    x.requires_grad_()
+    layer = Dropout(p)
+    y = layer(x)
+    dropped = y == 0
+    sigma = math.sqrt(p * (1 - p) / n)
+    assert abs(dropped.float().mean().item() - p) < 5 * sigma
+    for lane in range(4):  # element i comes from lane i % 4 of a 64-bit draw
+        assert abs(dropped[lane::4].float().mean().item() - p) < 5 * 2 * sigma
+    scale = (y[~dropped] / x[~dropped]).detach()
+    assert torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-4)
+    assert abs(y.mean().item() / x.mean().item() - 1) < 0.01
+    y.backward(torch.ones(n))
+    assert torch.equal(x.grad == 0, dropped)
+    assert not torch.equal(layer(x) == 0, dropped)  # a fresh mask per call
+    torch.manual_seed(1)
+    first = layer(x)
+    torch.manual_seed(1)
+    assert torch.equal(layer(x), first)  # reproducible from the torch seed
+    assert torch.equal(layer.eval()(x), x)
+
+
+def test_cpu_dropout_edge_probabilities():
+    x = torch.rand(1000)
+    assert torch.equal(Dropout(0.0)(x), x)
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    assert Dropout(0.5)(torch.rand(3, 5, 7)).shape == (3, 5, 7)  # numel not a multiple of 4
+
+
+def test_fused_adam_matches_plain_adam():
+    torch.manual_seed(0)
+    models = [SpectrumCNN(L, 3, hidden_units=16) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [adam(models[0].parameters(), 1e-2, 1e-3),
+                  torch.optim.Adam(models[1].parameters(), lr=1e-2, weight_decay=1e-3)]
+    assert optimizers[0].defaults["fused"]
+    flux, y = toy_batch()
+    for _ in range(5):
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            F.cross_entropy(model.eval()(flux), y).backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_keep_freed_memory_is_accepted_by_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory()
 
 
 def test_output_shapes():

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import compute_metrics, predictions_frame
+from .runtime import keep_freed_memory
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
 
@@ -48,11 +49,13 @@ def _check_model(model: str, pretrained) -> None:
 
 @contextlib.contextmanager
 def _job(threads: int, deep: bool):
-    """The job's thread count, for the BLAS under numpy and (deep models) for torch."""
+    """The job's thread count, for the BLAS under numpy and (deep models) for torch, and for
+    deep models an allocator that recycles freed activations (runtime.keep_freed_memory)."""
     if deep:
         import torch
 
         torch.set_num_threads(int(threads))
+        keep_freed_memory()
     with threadpool_limits(int(threads)):
         yield
 

@@ -80,8 +80,9 @@ def src(*modules):
 
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "fit")
-SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "fit")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit")
+SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
+               "fit")
 
 
 def data_params(stellar_type):
