@@ -242,6 +242,27 @@ def test_rerun_after_training_finished_only_predicts(data, tmp_path):
     assert second["accuracy"] == first["accuracy"]
 
 
+def test_rerun_after_an_edit_trains_afresh(data, tmp_path):
+    """A finished fit's directory rerun with other settings (Snakemake reruns the job after a
+    config or code edit) must not resume or predict from the old checkpoints."""
+    dataset, split = data
+    old, new = {**TRAINING, "max_epochs": 3}, {**TRAINING, "max_epochs": 3, "lr": 1e-3,
+                                               "hidden_units": 16}
+    fit.final_fit(dataset, split, "cnn", old, tmp_path / "edited", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "fresh", threads=1, seed=0)
+    assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
+    outputs_equal(tmp_path / "edited", tmp_path / "fresh")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "edited" / "train_log.csv"),
+                                  pd.read_csv(tmp_path / "fresh" / "train_log.csv"))
+    # Checkpoints without a fingerprint (or another seed's) are not resumed either.
+    (tmp_path / "edited" / "checkpoints" / "fingerprint.txt").unlink()
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=0)
+    assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=1)
+    assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
+
+
 # --- pretraining ------------------------------------------------------------------------------
 
 PRETRAIN = {"mask_fraction": 0.2, "max_epochs": 40, "batch_size": 8, "lr": 3e-3,

@@ -11,8 +11,10 @@ per job, which SVM jobs need not pay.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .dataset import SpectraSet, load_dataset
-from .io import atomic_path, read_json, write_csv, write_json
+from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
 from .runtime import keep_freed_memory
 from .splits import fold_rows
@@ -125,11 +127,40 @@ def epoch_log(log_dir) -> pd.DataFrame:
     return log.groupby("epoch", sort=True).last().reset_index()
 
 
+def training_fingerprint(ds: SpectraSet, split: dict, fold, model: str, params: dict, seed: int,
+                         pretrained=None) -> str:
+    """A hash of everything a training run's result depends on: spectra, labels, split, fold,
+    model, settings, seed, the pretrained encoder, and the code of this package."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(ds.flux).tobytes())
+    digest.update(ds.y.tobytes())
+    digest.update(json.dumps({"split": split, "fold": str(fold), "model": model, "params": params,
+                              "seed": int(seed)}, sort_keys=True, default=str).encode())
+    if pretrained is not None:
+        digest.update(Path(pretrained).read_bytes())
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def discard_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:
+    """Keep out_dir's checkpoints for resuming only if the same run (same fingerprint) wrote
+    them. Snakemake reruns a job both after a kill (resume wanted) and after an edit of its
+    settings, data or code; in the second case the old checkpoints, and the logs that go with
+    them, must not be resumed or predicted from."""
+    stamp = out_dir / "checkpoints" / "fingerprint.txt"
+    if (out_dir / "checkpoints").exists() and (
+            not stamp.exists() or stamp.read_text() != fingerprint):
+        shutil.rmtree(out_dir / "checkpoints")
+        shutil.rmtree(out_dir / "logs", ignore_errors=True)
+    write_text(stamp, fingerprint)
+
+
 def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_dir, seed: int,
                pretrained=None) -> dict:
     """Train one deep model on the fold's fit rows (fold int or 'test'), early-stopped on an
     inner validation split, and predict the fold's evaluation rows with the best weights.
-    Resumes from out_dir/checkpoints/last.ckpt when present."""
+    Resumes from out_dir/checkpoints/last.ckpt when the same run wrote it."""
     import pytorch_lightning as pl
     import torch
 
@@ -151,6 +182,8 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
         load_pretrained_encoder(module, pretrained, params, dm.n_pixels)
     else:
         module.standardizer.fit(dm.train_set.tensors[0])
+    discard_stale_checkpoints(out_dir, training_fingerprint(ds, split, fold, model, used, seed,
+                                                            pretrained))
     last = out_dir / "checkpoints" / "last.ckpt"
     resumed_from = None
     if last.exists():
