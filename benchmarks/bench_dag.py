@@ -78,6 +78,16 @@ def dry_run(configfile: str | None, cores: int) -> tuple[float, dict[str, int]]:
     return seconds, counts
 
 
+def startup() -> float:
+    """Seconds of `snakemake --version`: the interpreter and Snakemake's imports, which every
+    snakemake command pays before it reads a Snakefile. They include the Slurm executor
+    plugin's probe of the cluster (sacct, scontrol), which waits on timeouts where Slurm's
+    client tools are installed but no controller answers."""
+    start = time.perf_counter()
+    subprocess.run([SNAKEMAKE, "--version"], capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -92,6 +102,8 @@ def main(argv=None) -> None:
         seconds.append(s)
         print(f"repeat {repeat}: {s:.1f} s, {counts['total']} jobs", file=sys.stderr, flush=True)
     median = statistics.median(seconds)
+    startup_seconds = [startup() for _ in range(args.repeats)]
+    startup_median = statistics.median(startup_seconds)
     write_json(args.out, {
         "command": " ".join([sys.executable, *sys.argv]),
         "snakemake_command": f"snakemake --cores {args.cores} -n"
@@ -100,8 +112,11 @@ def main(argv=None) -> None:
         "median_seconds": median, "jobs": counts["total"],
         "jobs_per_rule": {k: v for k, v in counts.items() if k != "total"},
         "jobs_per_second": counts["total"] / median,
+        "startup_seconds": startup_seconds, "startup_median_seconds": startup_median,
+        "planning_seconds": median - startup_median,
         "platform": platform.platform(), "versions": package_versions()})
-    print(f"{counts['total']} jobs planned in {median:.1f} s (median of {args.repeats})")
+    print(f"{counts['total']} jobs planned in {median:.1f} s (median of {args.repeats}), of which "
+          f"{startup_median:.1f} s is snakemake's start-up (`snakemake --version`)")
 
 
 if __name__ == "__main__":

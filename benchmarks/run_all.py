@@ -8,7 +8,7 @@ BENCHMARKS.md from them (every figure there comes from this run's files).
 
     python benchmarks/run_all.py --out results/bench            # everything (about 20 min)
     python benchmarks/run_all.py --out results/bench --quick    # smaller sizes and repeats
-    python benchmarks/run_all.py --out results/bench --only B1 B6
+    python benchmarks/run_all.py --out results/bench --only B1 B6   # re-measure, keep the rest
     python benchmarks/run_all.py --out results/bench --render-only   # markdown from the JSON
 
 B8 (B3/B4 on CUDA with bf16) runs only where nvidia-smi lists a GPU. B5, the quick default workflow end to end (about 15 min on 2 cores), is not run by default:
@@ -412,13 +412,24 @@ def section_b6(rec: dict) -> list[str]:
     r = rec["result"]
     ok = r["median_seconds"] < B6_TARGET_S
     per_rule = ", ".join(f"{k} {v}" for k, v in r["jobs_per_rule"].items())
-    return ["| jobs in the DAG | seconds (median) | all repeats (s) | jobs/s | target |",
-            "|---|---|---|---|---|",
-            f"| {r['jobs']} | {r['median_seconds']:.1f} | "
-            f"{', '.join(f'{s:.1f}' for s in r['seconds'])} | {r['jobs_per_second']:.0f} | "
-            f"< {B6_TARGET_S:.0f} s: **{met(ok)}** |", "",
-            f"`{r['snakemake_command']}` in a fresh temporary copy of the workflow per repeat "
-            f"(no .snakemake state, no results). Jobs per rule: {per_rule}."]
+    out = ["| jobs in the DAG | seconds (median) | all repeats (s) | of which start-up "
+           "(`snakemake --version`, median) | planning (the rest) | jobs/s | target |",
+           "|---|---|---|---|---|---|---|"]
+    startup = r.get("startup_median_seconds")
+    out.append(f"| {r['jobs']} | {r['median_seconds']:.1f} | "
+               f"{', '.join(f'{s:.1f}' for s in r['seconds'])} | "
+               + (f"{startup:.1f} | {r['planning_seconds']:.1f}" if startup is not None
+                  else "- | -")
+               + f" | {r['jobs_per_second']:.0f} | < {B6_TARGET_S:.0f} s: **{met(ok)}** |")
+    out += ["", f"`{r['snakemake_command']}` in a fresh temporary copy of the workflow per "
+            f"repeat (no .snakemake state, no results). Jobs per rule: {per_rule}."]
+    if startup is not None:
+        out += ["", "Start-up is what every snakemake command pays before it reads the "
+                "Snakefile: Python, Snakemake's imports and its plugins. The Slurm executor "
+                "plugin probes the cluster on import (sacct, scontrol); where Slurm's client "
+                "tools are installed but no controller answers, as on this machine between "
+                "Slurm tests, those probes wait on timeouts."]
+    return out
 
 
 def section_b7(rec: dict, out_dir: Path) -> list[str]:
@@ -458,6 +469,8 @@ def render(report: dict, out_dir: Path) -> str:
         f"{m['memory_gib']:.0f} GiB, GPU: {m['gpu'] or 'none'}; {m['platform']}",
         f"- Versions: python {v['python']}, torch {v['torch']}, numpy {v['numpy']}, "
         f"scikit-learn {v['scikit-learn']}, astropy {v['astropy']}, snakemake {v['snakemake']}",
+        *[f"- Re-measured {', '.join(u['benchmarks'])} by `{u['command']}`, {u['started']} "
+          f"to {u.get('finished', '?')}" for u in report.get("updates", [])],
         f"- Load average (1/5/15 min): {report['load_start']} at the start, "
         f"{report['load_end']} at the end. The machine is shared; times carry the load of "
         "the moment (per-benchmark load below), ratios are taken within the same run.", "",
@@ -476,7 +489,7 @@ def render(report: dict, out_dir: Path) -> str:
             lines += section_b5(report.get("workflow_default"), out_dir)
             continue
         if rec is None:
-            lines.append("Not run in this invocation (--only).")
+            lines.append("Not run (an --only run without an earlier full run to update).")
             continue
         if "result" not in rec:
             lines += [f"FAILED (exit {rec['returncode']}): `{rec['command']}`", "", "```",
@@ -585,7 +598,8 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", default="BENCHMARKS.md", help="relative to the repo root")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes and fewer repeats (B2 at scale 0.3, one repeat each)")
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS),
+                        help="run only these; the other records of OUT/benchmarks.json are kept")
     parser.add_argument("--workflow", action="store_true",
                         help="also measure B5 (about 15 min) and write OUT/workflow_default.json")
     parser.add_argument("--profile-models", metavar="JSON",
@@ -611,17 +625,26 @@ def main(argv=None) -> int:
         write_text(REPO / args.markdown, render(report, out_dir))
         print(f"rewrote {out_dir / 'benchmarks.json'} and {REPO / args.markdown}")
         return 0
-    report = {"command": " ".join(["python", "benchmarks/run_all.py",
-                                   *(argv if argv is not None else sys.argv[1:])]),
-              "quick": args.quick, "started": now(), "load_start": load_average(),
-              "machine": machine(), "benchmarks": {}}
+    command = " ".join(["python", "benchmarks/run_all.py",
+                        *(argv if argv is not None else sys.argv[1:])])
+    previous = out_dir / "benchmarks.json"
+    if args.only and previous.exists():  # re-measure some, keep the other records
+        report = read_json(previous)
+        report.setdefault("updates", []).append(
+            {"command": command, "benchmarks": args.only, "started": now()})
+    else:
+        report = {"command": command, "quick": args.quick, "started": now(),
+                  "load_start": load_average(), "machine": machine(), "benchmarks": {}}
     names = args.only or [n for n in BENCHMARKS if n != "B8" or report["machine"]["gpu"]]
     for name in names:
         report["benchmarks"][name] = run_benchmark(name, out_dir, args.quick, args.peak_tflops)
     if args.workflow:
         run_workflow(workflow_json)
     report["workflow_default"] = read_json(workflow_json) if workflow_json.exists() else None
-    report |= {"finished": now(), "load_end": load_average()}
+    if report.get("updates") and args.only:
+        report["updates"][-1]["finished"] = now()
+    else:
+        report |= {"finished": now(), "load_end": load_average()}
     write_json(out_dir / "benchmarks.json", report)
     write_text(REPO / args.markdown, render(report, out_dir))
     print(f"wrote {out_dir / 'benchmarks.json'} and {REPO / args.markdown}")
