@@ -52,6 +52,7 @@ BENCHMARKS = {
     "B3/B4": ("bench_models.py", "models.json", ["--threads", "1", "--min-seconds", "3"],
               ["--threads", "1", "--min-seconds", "1"]),
     "B3-profile": ("run_all.py", "models_profile.json", ["--steps", "20"], ["--steps", "5"]),
+    "B3-kernels": ("bench_kernels.py", "kernels.json", ["--repeats", "5"], ["--repeats", "2"]),
     "B6": ("bench_dag.py", "dag.json", ["--repeats", "3"], ["--repeats", "1"]),
     "B7": ("bench_scaling.py", "scaling.json", ["--repeats", "3", "--max-epochs", "10"],
            ["--repeats", "1", "--max-epochs", "3"]),
@@ -381,6 +382,25 @@ def explain_b3(profile: dict, models: dict) -> list[str]:
     return lines
 
 
+def section_b3_kernels(rec: dict) -> list[str]:
+    """The single operations behind the training-step changes, against what they replaced."""
+    k = rec.get("result")
+    if not k:
+        return []
+    return ["", f"The operations the profile pointed at, each against what it replaced "
+            f"(command `{rec['command']}`, one thread, median of {k['repeats']}):", "",
+            "| operation | before | after |", "|---|---|---|",
+            f"| max-pool of 4 on (128, 8, 3840), with indices (autograd) | (B, C, L): "
+            f"{k['maxpool_with_indices_ms']:.2f} ms (without indices "
+            f"{k['maxpool_no_indices_ms']:.2f} ms) | channels-last (B, C, 1, L): "
+            f"{k['maxpool_channels_last_with_indices_ms']:.2f} ms |",
+            f"| dropout mask, per element | nn.Dropout {k['dropout_nn_dropout_ns_per_element']:.2f}"
+            f" ns (its bernoulli_ draw {k['dropout_bernoulli_ns_per_element']:.2f} ns) | "
+            f"models.Dropout {k['dropout_ours_ns_per_element']:.2f} ns |",
+            f"| Adam step, BERT-CNN's parameters | per-parameter loop {k['adam_loop_ms']:.2f} ms "
+            f"(foreach {k['adam_foreach_ms']:.2f} ms) | fused {k['adam_fused_ms']:.2f} ms |"]
+
+
 def section_b5(rec: dict | None, out_dir: Path) -> list[str]:
     if rec is None:
         return [f"Not measured in this run and no recorded result ({out_dir}/workflow_default.json"
@@ -502,6 +522,7 @@ def render(report: dict, out_dir: Path) -> str:
         elif key == "B3/B4":
             prof = b.get("B3-profile", {}).get("result")
             lines += section_b3_b4(rec, prof)
+            lines += section_b3_kernels(b.get("B3-kernels", {}))
         elif key == "B6":
             lines += section_b6(rec)
         elif key == "B7":

@@ -153,7 +153,8 @@ def test_cv_fold_deep_and_final_fit_outputs(data, tmp_path):
     fit.final_fit(dataset, split, "bert_cnn", {**TRAINING, **SMALL_BERT}, out, threads=1, seed=0)
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoints", "fit.json", "logs", "predictions.csv", "train_log.csv"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "best.ckpt", "fingerprint.txt", "last.ckpt"]
     metrics = fit_result(out)
     log = pd.read_csv(out / "train_log.csv")
     assert log["epoch"].tolist() == list(range(metrics["epochs"]))

@@ -29,8 +29,9 @@ class Dropout(nn.Dropout):
 
     PyTorch's CPU dropout draws one 32-bit Mersenne-Twister number per element (bernoulli_),
     a quarter of a BERT-CNN training step here. This splits 64-bit draws into four 16-bit
-    uniforms, about 5x faster: the same keep-or-zero mask and 1 / (1 - p) scaling, with p
-    rounded to a multiple of 1/65536 (0.1 -> 0.09999). Elsewhere it is nn.Dropout.
+    uniforms, several times faster (benchmarks/bench_kernels.py): the same keep-or-zero mask
+    and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999).
+    Elsewhere it is nn.Dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,8 +65,8 @@ class ConvBlocks(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The signal runs as a (B, C, 1, L) image in channels-last memory: there PyTorch's CPU
         # convolution and max-pool kernels vectorise over channels. On (B, C, L) with
-        # nn.Conv1d/MaxPool1d a CNN training step took 2x as long, most of it in max-pool's
-        # index bookkeeping (benchmarks/README.md, B3).
+        # nn.Conv1d/MaxPool1d a CNN training step took over twice as long, a third of it in
+        # max-pool's index bookkeeping (benchmarks/README.md, B3).
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C_in, 1, L)
         for conv in self.convs:
             x = F.relu(F.max_pool2d(conv(x), (1, self.pool)))  # (B, C, 1, L // pool)
