@@ -157,10 +157,11 @@ def discard_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:
 
 
 def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_dir, seed: int,
-               pretrained=None) -> dict:
+               pretrained=None, resumable: bool = True) -> dict:
     """Train one deep model on the fold's fit rows (fold int or 'test'), early-stopped on an
     inner validation split, and predict the fold's evaluation rows with the best weights.
-    Resumes from out_dir/checkpoints/last.ckpt when the same run wrote it."""
+    Resumes from out_dir/checkpoints/last.ckpt when the same run wrote it; `resumable=False`
+    says out_dir is fresh and outlives no run, so no fingerprint is computed for it."""
     import pytorch_lightning as pl
     import torch
 
@@ -182,8 +183,9 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
         load_pretrained_encoder(module, pretrained, params, dm.n_pixels)
     else:
         module.standardizer.fit(dm.train_set.tensors[0])
-    discard_stale_checkpoints(out_dir, training_fingerprint(ds, split, fold, model, used, seed,
-                                                            pretrained))
+    if resumable:
+        discard_stale_checkpoints(out_dir, training_fingerprint(ds, split, fold, model, used,
+                                                                seed, pretrained))
     last = out_dir / "checkpoints" / "last.ckpt"
     resumed_from = None
     if last.exists():
@@ -229,8 +231,11 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
                   else tempfile.TemporaryDirectory(prefix="stellarspec-cv-")) as work:
                 for i, (params, full) in enumerate(candidates(grid, fixed)):
                     start = time.perf_counter()
+                    # Only a caller's workdir outlives this call; hashing the spectra for
+                    # every candidate in a temporary one would be wasted work.
                     result = train_deep(ds, split, int(fold), model, full,
-                                        Path(work) / f"candidate{i:03d}", seed, pretrained)
+                                        Path(work) / f"candidate{i:03d}", seed, pretrained,
+                                        resumable=workdir is not None)
                     frame = predictions_frame(ds.id[val], y[val], result["proba"], ds.classes)
                     rows.append((params, compute_metrics(frame, ds.classes),
                                  time.perf_counter() - start))
