@@ -156,20 +156,37 @@ SWEEP = [  # (label, model, settings changed from the centre / config setting, p
     ("cls", "bert_cnn", {"use_cls": True}, None),
     ("old_config", "bert_cnn", {"patch_width": 32, "d_model": 64, "n_heads": 4, "n_layers": 2},
      None),
-    ("minmax_input", "bert_cnn", {"standardize": False}, None),
+    ("minmax_input", "bert_cnn", {"input": "minmax"}, None),
+    ("encoder_micro", "bert_cnn", {"encoder": "micro"}, None),
+    ("encoder_mini", "bert_cnn", {"encoder": "mini"}, None),
     ("patience15", "bert_cnn", {"patience": 15}, None),
     ("pretrained", "bert_cnn_pretrained", {}, {}),
     ("pretrained_200ep", "bert_cnn_pretrained", {}, {"max_epochs": 200, "batch_size": 32}),
     ("cnn", "cnn", {}, None),
     ("cnn_wide", "cnn", {"channels": [16, 32, 64]}, None),
-    ("cnn_minmax_input", "cnn", {"standardize": False}, None),
+    ("cnn_minmax_input", "cnn", {"input": "minmax"}, None),
     ("cnn_patience15", "cnn", {"patience": 15}, None),
 ]
-SWEEP_CENTRE = {"patch_width": 64, "d_model": 32, "n_heads": 2, "n_layers": 1}
+# The centre is the earlier default: the tiny encoder on standardised input.
+SWEEP_CENTRE = {"patch_width": 64, "d_model": 32, "n_heads": 2, "n_layers": 1,
+                "input": "standardized"}
+SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
+
+
+def sweep_params(cfg: dict, model: str, change: dict, training: dict) -> dict:
+    """The settings of one sweep entry: the config's training and head settings, the centre
+    (the config's encoder and input replaced), the entry's change, then `training` overrides."""
+    family = "cnn" if model == "cnn" else "bert_cnn"
+    base = {k: v for k, v in default_params(cfg, family).items()
+            if k not in SIZE_KEYS + ("input",)}
+    centre = {"input": SWEEP_CENTRE["input"]} if model == "cnn" else dict(SWEEP_CENTRE)
+    if "encoder" in change:
+        centre = {k: v for k, v in centre.items() if k not in SIZE_KEYS}
+    return {**base, **centre, **change, **training}
 
 
 def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
-          only: list[str] | None = None) -> list[dict]:
+          only: list[str] | None = None, training: dict | None = None) -> list[dict]:
     from stellarspec.fit import evaluate_fit, final_fit, pretrain
     from stellarspec.splits import make_split
 
@@ -179,8 +196,7 @@ def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
         for label, model, change, pretrain_change in SWEEP:
             if only and label not in only:
                 continue
-            base = default_params(cfg, "cnn" if model == "cnn" else "bert_cnn")
-            params = {**base, **({} if model == "cnn" else SWEEP_CENTRE), **change}
+            params = sweep_params(cfg, model, change, training or {})
             torch.manual_seed(0)
             net = build_classifier(model, params, cfg["grid"]["n_pixels"], 4)
             flux = torch.rand(8, cfg["grid"]["n_pixels"])
@@ -286,6 +302,8 @@ def main(argv=None) -> None:
     parser.add_argument("--types", nargs="+", default=["K", "F", "G"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", help="sweep only these settings")
+    parser.add_argument("--max-epochs", type=int, help="sweep: override max_epochs")
+    parser.add_argument("--patience", type=int, help="sweep: override the early-stopping patience")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the workflow's training jobs
@@ -294,8 +312,11 @@ def main(argv=None) -> None:
             "platform": platform.platform(), "processor": platform.processor(),
             "versions": package_versions()}
     if args.sweep:
-        rows = sweep(cfg, args.types, args.seeds, args.threads, args.only)
-        write_json(args.out, {**meta, "centre": SWEEP_CENTRE, "rows": rows})
+        training = {k: v for k, v in (("max_epochs", args.max_epochs),
+                                      ("patience", args.patience)) if v is not None}
+        rows = sweep(cfg, args.types, args.seeds, args.threads, args.only, training)
+        write_json(args.out, {**meta, "centre": SWEEP_CENTRE, "training": training,
+                              "rows": rows})
         print(sweep_table(rows))
         return
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()

@@ -24,6 +24,7 @@ from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
 from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_rows,
                                           cuda_batch_size, cuda_learning_rate)
+from stellarspec.preprocess import model_input, pixel_standardization
 from stellarspec.splits import fold_rows, make_split
 
 
@@ -123,7 +124,68 @@ def test_final_fit_svm(data, tmp_path):
     assert metrics["accuracy"] == pytest.approx(np.mean(pred["pred"] == pred["true"]))
 
 
+def test_svm_sees_its_input_setting(data, tmp_path):
+    """input is an SVM grid key like any other; 'standardized' is fitted on the fit rows only."""
+    dataset, split = data
+    grid = {"C": [1], "input": ["minmax", "standardized"]}
+    fit.cv_fold(dataset, split, 1, "svm", {}, grid, tmp_path / "fold1.csv", threads=1, seed=0)
+    table = pd.read_csv(tmp_path / "fold1.csv")
+    ds, fit_rows, val_rows = load_dataset(dataset), *fold_rows(read_json(split), 1)
+    assert [json.loads(p)["input"] for p in table["params"]] == grid["input"]
+    for params, accuracy in zip(table["params"], table["accuracy"]):
+        X_fit, X_val = model_input(json.loads(params)["input"], ds.flux[fit_rows], ds.flux[val_rows])
+        svc = SVC(C=1).fit(X_fit, ds.y[fit_rows])
+        assert accuracy == pytest.approx(np.mean(svc.predict(X_val) == ds.y[val_rows]))
+    train, test = fold_rows(read_json(split), "test")
+    mean, scale = pixel_standardization(ds.flux[train])
+    gammas = {}
+    for input in grid["input"]:
+        fit.final_fit(dataset, split, "svm", {"C": 1, "input": input}, tmp_path / input,
+                      threads=1, seed=0)
+        gammas[input] = read_json(tmp_path / input / "fit.json")["training"]["gamma"]
+    pred = pd.read_csv(tmp_path / "standardized" / "predictions.csv")
+    svc = SVC(C=1).fit((ds.flux[train] - mean) / scale, ds.y[train])
+    assert pred["pred"].tolist() == [CLASSES[i] for i in svc.predict((ds.flux[test] - mean) / scale)]
+    # gamma='scale' follows the input's variance: what the SVM saw did change.
+    assert gammas["minmax"] == pytest.approx(1 / (N_PIXELS * ds.flux[train].astype(float).var()))
+    assert gammas["standardized"] == pytest.approx(1 / N_PIXELS, rel=0.05)
+
+
 # --- deep models ------------------------------------------------------------------------------
+
+def test_deep_models_see_their_input_setting(data, tmp_path):
+    """cnn and bert_cnn carry their input transform in the network (fitted on the rows they
+    train on); bert_cnn_pretrained's comes from pretraining, on the pretraining rows."""
+    dataset, split = data
+    ds = load_dataset(dataset)
+    dm = SpectraDataModule(dataset, read_json(split), "test", batch_size=16, seed=0)
+    trained_on = pixel_standardization(ds.flux[dm.train_rows])
+    for model, arch in (("cnn", {}), ("bert_cnn", SMALL_BERT)):
+        for input in ("minmax", "standardized"):
+            out = tmp_path / f"{model}_{input}"
+            fit.final_fit(dataset, split, model, {**TRAINING, **arch, "max_epochs": 1,
+                                                  "input": input}, out, threads=1, seed=0)
+            standardizer = fit.load_classifier(out).standardizer
+            assert standardizer.input == input
+            if input == "minmax":
+                assert not standardizer.mean.any() and (standardizer.scale == 1).all()
+            else:
+                assert np.allclose(standardizer.mean.numpy(), trained_on[0], atol=1e-6)
+                assert np.allclose(standardizer.scale.numpy(), trained_on[1], atol=1e-6)
+    fit_rows = fold_rows(read_json(split), 0)[0]
+    pretrain_dm = SpectraDataModule(dataset, read_json(split), "pretrain", 8, seed=0,
+                                    pretrain_fold=0)
+    pretrained_on = pixel_standardization(ds.flux[fit_rows[pretrain_dm.train_rows]])
+    for input in ("minmax", "standardized"):
+        path = tmp_path / f"encoder_{input}.pt"
+        fit.pretrain(dataset, split, {**SMALL_BERT, "input": input},
+                     {**PRETRAIN, "max_epochs": 1}, path, threads=1, seed=0, fold=0)
+        saved = torch.load(path, weights_only=True)
+        assert saved["config"]["input"] == input
+        expected = np.zeros(N_PIXELS) if input == "minmax" else pretrained_on[0]
+        assert np.allclose(saved["encoder"]["standardizer.mean"].numpy(), expected, atol=1e-6)
+
+
 
 def test_inner_validation_is_carved_from_the_fit_rows(data):
     dataset, split = data
@@ -268,7 +330,7 @@ def test_rerun_after_an_edit_trains_afresh(data, tmp_path):
 
 PRETRAIN = {"mask_fraction": 0.2, "max_epochs": 40, "batch_size": 8, "lr": 3e-3,
             "extra_unlabelled": None, "patience": 40}
-PRETRAIN_BERT = {**SMALL_BERT, "d_model": 32}
+PRETRAIN_BERT = {**SMALL_BERT, "d_model": 32, "input": "standardized"}
 
 
 def test_pretraining_lowers_heldout_loss_and_feeds_fine_tuning(data, tmp_path):
@@ -326,6 +388,52 @@ def test_pretraining_never_sees_test_spectra(data, tmp_path):
     assert history["n_extra_unlabelled"] == len(clean)
     n_used = history["n_train_spectra"] + history["n_heldout_spectra"]
     assert n_used == len(split["train"]) + len(clean)
+
+
+def test_pretraining_never_sees_a_cv_folds_validation_rows(data, tmp_path):
+    """The encoder that scores CV fold k is pretrained on fold k's fit rows only: the guard
+    fails on one of fold k's validation spectra by row, by id or by object, in the dataset or
+    in the extra set; and cv_fold refuses an encoder that saw them (the training part's)."""
+    dataset, split_path = data
+    ds, split = load_dataset(dataset), read_json(split_path)
+    fit_rows, val_rows = fold_rows(split, 0)
+    check_pretraining_rows(ds, split, fit_rows, fold=0)
+    with pytest.raises(AssertionError, match="include CV fold 0 validation rows"):
+        check_pretraining_rows(ds, split, np.append(fit_rows, val_rows[0]), fold=0)
+    renamed = ds.subset(np.arange(len(ds)))
+    renamed.id[fit_rows[0]] = renamed.id[val_rows[0]]
+    with pytest.raises(AssertionError, match=r"a spectrum of the CV fold 0 validation part \(by id"):
+        check_pretraining_rows(renamed, split, fit_rows, fold=0)
+    same_object = ds.subset(np.arange(len(ds)))
+    same_object.group[fit_rows[0]] = same_object.group[val_rows[0]]
+    with pytest.raises(AssertionError, match="an object of the CV fold 0 validation part"):
+        check_pretraining_rows(same_object, split, fit_rows, fold=0)
+    with pytest.raises(AssertionError, match="holds CV fold 0 validation spectra"):
+        check_pretraining_rows(ds, split, fit_rows, ds.subset(val_rows[:2]), fold=0)
+    # The whole training part may feed the final fit's encoder, never a CV fold's.
+    check_pretraining_rows(ds, split, split["train"])
+    with pytest.raises(AssertionError, match="include CV fold 1 validation rows"):
+        check_pretraining_rows(ds, split, split["train"], fold=1)
+
+    one_epoch = {**PRETRAIN, "max_epochs": 1}
+    fit.pretrain(dataset, split_path, SMALL_BERT, one_epoch, tmp_path / "fold0.pt", threads=1,
+                 seed=0, fold=0)
+    history = read_json(tmp_path / "fold0.json")
+    assert history["fold"] == 0
+    assert history["n_train_spectra"] + history["n_heldout_spectra"] == len(fit_rows)
+    assert sorted(torch.load(tmp_path / "fold0.pt", weights_only=True)["rows"]) == sorted(fit_rows)
+    fit.pretrain(dataset, split_path, SMALL_BERT, one_epoch, tmp_path / "train.pt", threads=1,
+                 seed=0)
+    fixed = {**TRAINING, **SMALL_BERT, "max_epochs": 1}
+    grid = {"lr": [fixed.pop("lr")]}
+    fit.cv_fold(dataset, split_path, 0, "bert_cnn_pretrained", fixed, grid, tmp_path / "cv0.csv",
+                threads=1, seed=0, pretrained=tmp_path / "fold0.pt")
+    assert len(pd.read_csv(tmp_path / "cv0.csv")) == 1
+    for fold, encoder in ((0, "train.pt"), (1, "fold0.pt")):
+        with pytest.raises(AssertionError, match=f"CV fold {fold} validation rows"):
+            fit.cv_fold(dataset, split_path, fold, "bert_cnn_pretrained", fixed, grid,
+                        tmp_path / "bad.csv", threads=1, seed=0, pretrained=tmp_path / encoder)
+    assert not (tmp_path / "bad.csv").exists()
 
 
 def test_model_and_pretrained_must_agree(data, tmp_path):

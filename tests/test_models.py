@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stellarspec.lightning_modules import adam
+from stellarspec.lightning_modules import adam, build_classifier
+from stellarspec.preprocess import model_input, normalise, pixel_standardization
 from stellarspec.models import (BertCNN, BertEncoder, CNNHead, ConvBlocks, Dropout, EncoderLayer,
                                 MaskedPatchModel, PatchEmbedding, PixelStandardizer, SpectrumCNN)
 from stellarspec.runtime import keep_freed_memory
@@ -46,14 +47,22 @@ def test_patch_embedding_shapes_and_padding():
 def test_pixel_standardizer():
     flux, _ = toy_batch(12)
     flux[:, 0] = 0.5  # a constant pixel: its scale is floored, not zero
-    standardizer = PixelStandardizer(L).fit(flux)
+    standardizer = PixelStandardizer(L, "standardized").fit(flux)
     z = standardizer(flux)
     assert torch.allclose(z[:, 1:].mean(0), torch.zeros(L - 1), atol=1e-5)
     assert torch.allclose(z[:, 1:].std(0), torch.ones(L - 1), atol=1e-4)
     assert torch.isfinite(z).all() and not z[:, 0].any()
     assert "mean" in standardizer.state_dict()  # travels with checkpoints
-    off = PixelStandardizer(L, enabled=False).fit(flux)
+    # One fit of mean and scale, shared with the SVM's input (preprocess.model_input).
+    mean, scale = pixel_standardization(flux.numpy())
+    assert torch.allclose(standardizer.mean, torch.from_numpy(mean).float())
+    assert torch.allclose(standardizer.scale, torch.from_numpy(scale).float())
+    assert torch.allclose(z, torch.from_numpy(model_input("standardized", flux.numpy())[0]).float(),
+                          atol=1e-5)
+    off = PixelStandardizer(L, "minmax").fit(flux)
     assert torch.equal(off(flux), flux)
+    with pytest.raises(ValueError, match="input must be one of"):
+        PixelStandardizer(L, "standardize")
 
 
 def test_mask_token_replaces_only_masked_patches():
@@ -235,3 +244,70 @@ def test_masked_patch_model_overfits_a_tiny_batch():
     masked = model.random_mask(4, 0.2, generator=torch.Generator().manual_seed(0))
     first, last = overfit(model, lambda: model.loss(flux, masked), steps=300)
     assert last < 0.05 * first
+
+
+# Parameter counts on the quick default's 3840-pixel grid, as documented beside
+# models.ENCODER_SIZES: (encoder alone, BertCNN with the default head and 4 classes).
+ENCODER_PARAMETERS = {"tiny": (16_800, 266_948), "micro": (108_160, 361_380),
+                      "mini": (3_191_808, 3_463_460), "small": (12_675_072, 12_971_300)}
+
+
+@pytest.mark.parametrize("size", sorted(ENCODER_PARAMETERS))
+def test_encoder_size_builds_trains_a_step_and_has_its_documented_size(size):
+    import inspect
+
+    from stellarspec import models
+
+    n_pixels = 3840
+    torch.manual_seed(0)
+    model = build_classifier("bert_cnn", {"encoder": size, "input": "standardized"}, n_pixels, 4)
+    n_encoder = sum(p.numel() for p in model.encoder.parameters())
+    n_total = sum(p.numel() for p in model.parameters())
+    assert (n_encoder, n_total) == ENCODER_PARAMETERS[size]
+    documented = inspect.getsource(models)
+    assert f"{n_encoder:,}" in documented and f"{n_total:,}" in documented
+    assert len(model.encoder.layers) == models.ENCODER_SIZES[size]["n_layers"]
+    assert model.encoder.layers[0].ff1.out_features == models.ENCODER_SIZES[size]["d_ff"]
+    flux, y = torch.rand(4, n_pixels), torch.arange(4)
+    model.encoder.standardizer.fit(flux)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = adam(model.parameters(), 1e-3)
+    loss = F.cross_entropy(model(flux), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()) if b.grad is not None)
+
+
+def test_named_encoder_and_its_own_keys_are_not_mixed():
+    with pytest.raises(ValueError, match="either the named size or the keys"):
+        build_classifier("bert_cnn", {"encoder": "mini", "d_model": 32}, 256, 3)
+    with pytest.raises(ValueError, match="unknown encoder size"):
+        build_classifier("bert_cnn", {"encoder": "huge"}, 256, 3)
+    # Without a name the defaults are the tiny size.
+    assert (sum(p.numel() for p in build_classifier("bert_cnn", {}, 3840, 4).parameters())
+            == ENCODER_PARAMETERS["tiny"][1])
+
+
+def test_minmax_input_is_exactly_the_papers_transform():
+    """What a network sees under input: minmax is the per-spectrum min-max flux and nothing
+    else; under 'standardized' it is that flux standardised with the fit rows' statistics."""
+    g = torch.Generator().manual_seed(0)
+    raw = 100 + 50 * torch.rand(6, L, generator=g, dtype=torch.float64)  # flux in any units
+    paper = (raw - raw.min(1, keepdim=True).values) / (raw.max(1, keepdim=True).values
+                                                       - raw.min(1, keepdim=True).values)
+    flux = torch.from_numpy(normalise(raw.numpy(), torch.zeros(6, L, dtype=torch.bool).numpy(),
+                                      "minmax")).float()
+    assert torch.allclose(flux, paper.float(), atol=1e-7)
+    fit_rows = flux[:4]
+    for model in ("cnn", "bert_cnn"):
+        seen = {}
+        for input in ("minmax", "standardized"):
+            net = build_classifier(model, {"input": input}, L, 3)
+            standardizer = getattr(net, "encoder", net).standardizer
+            seen[input] = standardizer.fit(fit_rows)(flux)
+        assert torch.equal(seen["minmax"], flux)
+        expected = model_input("standardized", fit_rows.numpy(), flux.numpy())[1]
+        assert torch.allclose(seen["standardized"], torch.from_numpy(expected).float(), atol=1e-5)
+        assert not torch.allclose(seen["standardized"], flux)
+    assert (model_input("minmax", flux.numpy(), flux[:2].numpy())[1] == flux[:2].numpy()).all()

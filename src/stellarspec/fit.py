@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from threadpoolctl import threadpool_limits
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
+from .preprocess import model_input
 from .runtime import keep_freed_memory
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
@@ -77,11 +79,11 @@ def _load(dataset, split) -> tuple[SpectraSet, dict]:
 # --- SVM ----------------------------------------------------------------------------------
 
 def _svm_params(params: dict) -> dict:
-    unknown = set(params) - {"C", "kernel", "gamma"}
+    unknown = set(params) - {"C", "kernel", "gamma", "input"}
     if unknown:
         raise ValueError(f"unknown svm parameters: {sorted(unknown)}")
     return {"C": float(params["C"]), "kernel": params.get("kernel", "rbf"),
-            "gamma": params.get("gamma", "scale")}
+            "gamma": params.get("gamma", "scale"), "input": params.get("input", "minmax")}
 
 
 # --- deep models --------------------------------------------------------------------------
@@ -95,13 +97,27 @@ def load_pretrained_encoder(module: ClassifierModule, path, params: dict, n_pixe
     saved = torch.load(path, map_location="cpu", weights_only=True)
     wanted = encoder_config(params, n_pixels)
     arch = ("n_pixels", "patch_width", "d_model", "n_heads", "n_layers", "patch_stride",
-            "use_cls", "d_ff", "standardize")
+            "use_cls", "d_ff", "input")
     differ = {k: (saved["config"].get(k), wanted.get(k)) for k in arch
               if saved["config"].get(k) != wanted.get(k)}
     if differ:
         raise ValueError(f"pretrained encoder {path} does not match the model (saved, wanted): "
-                         f"{differ}")
+                         f"{differ}; a pretrained model's encoder and input settings belong in "
+                         "its `fixed` settings, not its grid")
     module.model.encoder.load_state_dict(saved["encoder"])
+
+
+def check_pretrained_encoder(path, ds: SpectraSet, split: dict, fold) -> None:
+    """Leakage guard at use: the encoder that scores CV fold `fold` (int) never saw that fold's
+    validation spectra, and no encoder saw the test part (rows, ids and objects it records)."""
+    import torch
+
+    from .lightning_modules import check_pretraining_rows
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    extra = SimpleNamespace(id=saved["extra_ids"], group=saved["extra_groups"])
+    check_pretraining_rows(ds, split, saved["rows"], extra,
+                           None if fold == "test" else int(fold))
 
 
 def keep_log_before_resume(log_dir) -> None:
@@ -214,6 +230,8 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
     fold's fit rows, scored on its validation rows. One CSV row per candidate, grid order."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
+    if pretrained is not None:
+        check_pretrained_encoder(pretrained, ds, split, int(fold))
     fit, val = fold_rows(split, int(fold))
     y = ds.y
     rows = []
@@ -262,11 +280,13 @@ def select_params(fold_csvs: list, metric: str) -> dict:
 
 
 def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads: int, seed: int,
-             workdir=None) -> None:
-    """Masked-patch pretraining of the BERT encoder on the split's train rows (+ the extra
-    unlabelled set), never the test rows; labels unused. A seeded, grouped 10% of those spectra
+             workdir=None, fold=None) -> None:
+    """Masked-patch pretraining of the BERT encoder on the split's train rows, or (fold k) on
+    CV fold k's fit rows only, + the extra unlabelled set; never the test rows nor, for a fold,
+    its validation rows; labels unused. A seeded, grouped 10% of those spectra
     is held out: its loss picks the best epoch and is reported. Saves {'encoder': state_dict
-    (patch embedding and pixel standardiser included), 'config': BertEncoder kwargs, ...} to
+    (patch embedding and pixel standardiser included), 'config': BertEncoder kwargs, 'fold',
+    'rows' (the dataset rows seen), 'extra_ids', 'extra_groups', ...} to
     out_path and the loss history to out_path with suffix .json. pretrain_cfg may also set
     `patience` (early stopping; default: none)."""
     import pytorch_lightning as pl
@@ -285,7 +305,8 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
         pl.seed_everything(seed, workers=True, verbose=False)
         dm = SpectraDataModule(ds, split, "pretrain", int(pretrain_cfg["batch_size"]), seed,
                                val_fraction=0.1,
-                               extra_unlabelled=pretrain_cfg.get("extra_unlabelled"))
+                               extra_unlabelled=pretrain_cfg.get("extra_unlabelled"),
+                               pretrain_fold=fold)
         encoder = encoder_config(fixed, dm.n_pixels)
         module = PretrainModule(encoder, float(pretrain_cfg["mask_fraction"]),
                                 float(pretrain_cfg["lr"]), seed)
@@ -309,13 +330,17 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
     state = {k: v.cpu() for k, v in module.model.encoder.state_dict().items()}
     with atomic_path(out_path) as tmp:
         torch.save({"encoder": state, "config": encoder, "mask_fraction": module.mask_fraction,
-                    "seed": int(seed)}, tmp)
+                    "seed": int(seed), "fold": None if fold is None else int(fold),
+                    "rows": dm.pretrain_rows.tolist(),
+                    "extra_ids": [] if dm.extra is None else dm.extra.id.tolist(),
+                    "extra_groups": [] if dm.extra is None else dm.extra.group.tolist()}, tmp)
     write_json(out_path.with_suffix(".json"), {
         "history": history.to_dict(orient="list"),
         "heldout_loss_initial": initial, "heldout_loss_best": final,
         "heldout_loss_mean_spectrum": baseline, "best_epoch": int(best["epoch"]),
         "n_train_spectra": len(dm.train_rows), "n_heldout_spectra": len(dm.val_rows),
         "n_extra_unlabelled": 0 if dm.extra is None else len(dm.extra),
+        "fold": None if fold is None else int(fold),
         "encoder": encoder, "pretrain": pretrain_cfg, "seed": int(seed),
         "device": device_name(), "seconds": time.perf_counter() - start})
 
@@ -355,16 +380,20 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     train_log.csv."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
+    if pretrained is not None:
+        check_pretrained_encoder(pretrained, ds, split, "test")
     out_dir = Path(out_dir)
     train, test = fold_rows(split, "test")
     y = ds.y
     start = time.perf_counter()
     with _job(threads, deep=model != "svm"):
         if model == "svm":
-            svm, calibrated = calibrated_svm(ds.flux[train], y[train], **_svm_params(params))
+            svm_params = _svm_params(params)
+            X_train, X_test = model_input(svm_params.pop("input"), ds.flux[train], ds.flux[test])
+            svm, calibrated = calibrated_svm(X_train, y[train], **svm_params)
             # Platt-scaled probabilities; the label is the SVM's own decision.
-            proba = calibrated.predict_proba(ds.flux[test])
-            y_pred = svm.predict(ds.flux[test])
+            proba = calibrated.predict_proba(X_test)
+            y_pred = svm.predict(X_test)
             info = {"epochs": None, "resumed_from_epoch": None, "device": "cpu",
                     "training": {"gamma": svm.gamma_}}
         else:

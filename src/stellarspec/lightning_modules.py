@@ -27,12 +27,12 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json
-from .models import BertCNN, BertEncoder, MaskedPatchModel, SpectrumCNN
+from .models import BertCNN, BertEncoder, MaskedPatchModel, SpectrumCNN, encoder_size
 from .splits import cv_folds, fold_rows
 
-CNN_KEYS = ("channels", "kernel_size", "pool", "hidden_units", "dropout", "standardize")
-ENCODER_KEYS = ("patch_width", "d_model", "n_heads", "n_layers", "patch_stride", "use_cls", "d_ff",
-                "encoder_dropout", "standardize")
+CNN_KEYS = ("channels", "kernel_size", "pool", "hidden_units", "dropout", "input")
+ENCODER_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "patch_stride",
+                "use_cls", "d_ff", "encoder_dropout", "input")
 BERT_KEYS = ENCODER_KEYS + ("head_channels", "head_kernel_size", "head_pool", "hidden_units",
                             "dropout")
 TRAINING_KEYS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay")
@@ -104,7 +104,8 @@ class SpectraDataModule(pl.LightningDataModule):
 
     fold = int:       fit on the fold's fit rows, predict its validation rows (CV)
     fold = 'test':    fit on all train rows, predict the test rows (final fit)
-    fold = 'pretrain': the train rows (+ `extra_unlabelled`), no labels, nothing to predict
+    fold = 'pretrain': the train rows, or with `pretrain_fold` = k CV fold k's fit rows only
+                      (+ `extra_unlabelled`), no labels, nothing to predict
 
     Early stopping needs a validation set; it is carved from the fit rows (`val_fraction`,
     stratified and grouped for classification, grouped for pretraining), never from the rows
@@ -112,8 +113,9 @@ class SpectraDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, dataset, split, fold, batch_size: int, seed: int,
-                 val_fraction: float = 0.1, extra_unlabelled=None):
+                 val_fraction: float = 0.1, extra_unlabelled=None, pretrain_fold=None):
         super().__init__()
+        self.pretrain_fold = pretrain_fold
         self.ds = dataset if isinstance(dataset, SpectraSet) else load_dataset(dataset)
         self.split = split if isinstance(split, dict) else read_json(split)
         self.fold, self.batch_size, self.seed = fold, int(batch_size), int(seed)
@@ -140,7 +142,8 @@ class SpectraDataModule(pl.LightningDataModule):
         self.predict_set = TensorDataset(flux[self.predict_rows], y[self.predict_rows])
 
     def _setup_pretrain(self) -> None:
-        train = np.asarray(self.split["train"])
+        train = fold_rows(self.split, "test" if self.pretrain_fold is None
+                          else int(self.pretrain_fold))[0]
         flux = [self.ds.flux[train]]
         group = [self.ds.group[train]]
         if self.extra is not None:
@@ -149,7 +152,8 @@ class SpectraDataModule(pl.LightningDataModule):
                 raise ValueError("the extra unlabelled spectra are not on the dataset's grid")
             flux.append(self.extra.flux)
             group.append(np.char.add("extra:", self.extra.group.astype(str)))
-        check_pretraining_rows(self.ds, self.split, train, self.extra)
+        check_pretraining_rows(self.ds, self.split, train, self.extra, self.pretrain_fold)
+        self.pretrain_rows = train  # the dataset's rows; the encoder file records them
         flux, group = np.concatenate(flux), np.concatenate(group)
         # Grouped, seeded hold-out: whole objects go to the side that reports the loss.
         rng = np.random.default_rng(self.seed)
@@ -174,21 +178,28 @@ class SpectraDataModule(pl.LightningDataModule):
         return DataLoader(self.predict_set, batch_size=max(self.batch_size, 256))
 
 
-def check_pretraining_rows(ds: SpectraSet, split: dict, rows, extra: SpectraSet | None = None):
-    """Leakage guard: raise if pretraining would see a test spectrum, by row, by spectrum id
-    or by object (group), from the dataset itself or from the extra unlabelled set."""
-    test = np.asarray(split["test"], dtype=np.int64)
+def check_pretraining_rows(ds: SpectraSet, split: dict, rows, extra=None, fold=None):
+    """Leakage guard: raise if pretraining would see a spectrum of the test part or, for an
+    encoder that scores CV fold `fold`, of that fold's validation rows: by row, by spectrum id
+    or by object (group), from the dataset itself or from the extra unlabelled set (anything
+    with `id` and `group` arrays)."""
     rows = np.asarray(rows, dtype=np.int64)
-    if np.intersect1d(rows, test).size:
-        raise AssertionError("pretraining rows include test rows")
-    test_groups, test_ids = set(ds.group[test].tolist()), set(ds.id[test].tolist())
-    if test_groups & set(ds.group[rows].tolist()):
-        raise AssertionError("pretraining rows include an object of the test part")
-    if extra is not None:
-        if test_ids & set(extra.id.tolist()):
-            raise AssertionError("the extra unlabelled set holds test spectra (by id)")
-        if test_groups & set(extra.group.tolist()):
-            raise AssertionError("the extra unlabelled set holds test objects (by group)")
+    parts = [("test", np.asarray(split["test"], dtype=np.int64))]
+    if fold is not None:
+        parts.append((f"CV fold {fold} validation", fold_rows(split, int(fold))[1]))
+    for name, held in parts:
+        if np.intersect1d(rows, held).size:
+            raise AssertionError(f"pretraining rows include {name} rows")
+        held_groups, held_ids = set(ds.group[held].tolist()), set(ds.id[held].tolist())
+        if held_ids & set(ds.id[rows].tolist()):
+            raise AssertionError(f"pretraining rows include a spectrum of the {name} part (by id)")
+        if held_groups & set(ds.group[rows].tolist()):
+            raise AssertionError(f"pretraining rows include an object of the {name} part")
+        if extra is not None:
+            if held_ids & set(np.asarray(extra.id).tolist()):
+                raise AssertionError(f"the extra unlabelled set holds {name} spectra (by id)")
+            if held_groups & set(np.asarray(extra.group).tolist()):
+                raise AssertionError(f"the extra unlabelled set holds {name} objects (by group)")
 
 
 def build_classifier(model: str, params: dict, n_pixels: int, n_classes: int) -> torch.nn.Module:
@@ -201,12 +212,19 @@ def build_classifier(model: str, params: dict, n_pixels: int, n_classes: int) ->
     arch = {k: params[k] for k in MODEL_KEYS[model] if k in params}
     if model == "cnn":
         return SpectrumCNN(n_pixels, n_classes, **arch)
-    return BertCNN(n_pixels, n_classes, **arch)
+    return BertCNN(n_pixels, n_classes, **bert_arch(arch))
+
+
+def bert_arch(params: dict) -> dict:
+    """params with a named `encoder` size replaced by the size's keys (models.ENCODER_SIZES)."""
+    arch = {**encoder_size(params), **params}
+    arch.pop("encoder", None)
+    return arch
 
 
 def encoder_config(params: dict, n_pixels: int) -> dict:
     """The BertEncoder keyword arguments that `params` implies (its defaults filled in)."""
-    arch = {k: params[k] for k in ENCODER_KEYS if k in params}
+    arch = bert_arch({k: params[k] for k in ENCODER_KEYS if k in params})
     if "encoder_dropout" in arch:
         arch["dropout"] = arch.pop("encoder_dropout")
     return BertEncoder(n_pixels, **arch).config

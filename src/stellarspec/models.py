@@ -7,6 +7,18 @@ BERT-CNN (Liu & Wang 2022): the spectrum is cut into fixed-width pixel patches, 
 embedded linearly and given a learned position, N Transformer encoder layers (the paper's
 eqs. 1-5) mix the tokens, and a small CNN over the token axis classifies the token features.
 MaskedPatchModel is the BERT-style pretext task: hide some patches, reconstruct their flux.
+
+Table 2 of the paper names two hyperparameters of the networks, read here as follows:
+- hidden_units: the width of the one hidden fully connected layer of the classifier, after the
+  convolutions (SpectrumCNN: after the conv blocks over pixels; BertCNN: in CNNHead, after the
+  convolution over the token axis). The encoder's own widths are its size (ENCODER_SIZES).
+- dropout: the dropout on that hidden layer's output, before the last FC layer, in both
+  models. The encoder has its own dropout (`encoder_dropout`, BERT's 0.1) on the embeddings,
+  the attention weights and the sublayer outputs; Table 2's dropout is not applied there.
+
+The input (`input`): 'minmax' is the dataset's flux, min-max normalised per spectrum as in the
+paper; 'standardized' also standardises each pixel with the training rows' mean and scale
+(PixelStandardizer, not in the paper).
 """
 from __future__ import annotations
 
@@ -15,6 +27,39 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .preprocess import INPUTS, MIN_PIXEL_SCALE, pixel_standardization
+
+# Named BertEncoder sizes (the `encoder` setting). tiny is the earlier default; mini and small
+# are BERT-mini and BERT-small (Turc et al. 2019: 4 layers of d_model 256 / 512 with 64-wide
+# heads); micro is a 2-layer size cheap enough for the quick default. All cut the spectrum into
+# 64-pixel patches (60 tokens on the 3840-pixel grid). Parameter counts on that grid, for the
+# encoder alone and for BertCNN with the default head (hidden 256) and 4 classes (K):
+#   size   layers  d_model  heads  d_ff   encoder parameters  BertCNN parameters
+#   tiny   1       32       2      128    16,800              266,948
+#   micro  2       64       2      256    108,160             361,380
+#   mini   4       256      4      1024   3,191,808           3,463,460
+#   small  4       512      8      2048   12,675,072          12,971,300
+ENCODER_SIZES = {
+    "tiny": dict(patch_width=64, d_model=32, n_heads=2, n_layers=1, d_ff=128),
+    "micro": dict(patch_width=64, d_model=64, n_heads=2, n_layers=2, d_ff=256),
+    "mini": dict(patch_width=64, d_model=256, n_heads=4, n_layers=4, d_ff=1024),
+    "small": dict(patch_width=64, d_model=512, n_heads=8, n_layers=4, d_ff=2048),
+}
+
+
+def encoder_size(params: dict) -> dict:
+    """The BertEncoder size keys that `params` sets: those of its named `encoder` size, or its
+    own patch_width/d_model/n_heads/n_layers/d_ff; both at once is refused (ambiguous)."""
+    name = params.get("encoder")
+    if name is None:
+        return {}
+    if name not in ENCODER_SIZES:
+        raise ValueError(f"unknown encoder size {name!r}; expected one of {sorted(ENCODER_SIZES)}")
+    both = sorted(set(ENCODER_SIZES[name]) & set(params))
+    if both:
+        raise ValueError(f"encoder: {name} sets {both}; give either the named size or the keys")
+    return dict(ENCODER_SIZES[name])
 
 
 def pooled_length(length: int, n_blocks: int, pool: int) -> int:
@@ -74,27 +119,30 @@ class ConvBlocks(nn.Module):
 
 
 class PixelStandardizer(nn.Module):
-    """x -> (x - mean) / scale per pixel, with mean and scale fitted once on training spectra
-    (`fit`) and stored as buffers, so checkpoints and pretrained encoders carry them.
+    """The model's input transform (`input`). 'standardized': x -> (x - mean) / scale per pixel,
+    mean and scale fitted once on training spectra (`fit`, preprocess.pixel_standardization,
+    as the SVM's) and stored as buffers, so checkpoints and pretrained encoders carry them.
+    'minmax': the identity, so the network sees the min-max flux as in the paper.
 
-    Not in the paper, which feeds min-max flux to the networks. Min-max spectra share a large
-    common shape; subtracting it and scaling each pixel makes Adam's job much easier (+0.16 to
-    +0.19 accuracy in the same 30 epochs, benchmarks/README.md). With standardize=False the
-    models see the min-max flux as in the paper.
+    'standardized' is not in the paper. Min-max spectra share a large common shape; subtracting
+    it and scaling each pixel makes Adam's job easier (benchmarks/README.md measures by how much).
     """
 
-    def __init__(self, n_pixels: int, enabled: bool = True, min_scale: float = 1e-3):
+    def __init__(self, n_pixels: int, input: str = "minmax", min_scale: float = MIN_PIXEL_SCALE):
         super().__init__()
-        self.enabled, self.min_scale = enabled, min_scale
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+        self.input, self.min_scale = input, min_scale
+        self.enabled = input == "standardized"
         self.register_buffer("mean", torch.zeros(n_pixels))
         self.register_buffer("scale", torch.ones(n_pixels))
 
     @torch.no_grad()
     def fit(self, flux: torch.Tensor) -> "PixelStandardizer":
         if self.enabled:
-            flux = flux.double()
-            self.mean.copy_(flux.mean(0))
-            self.scale.copy_(flux.std(0).clamp_min(self.min_scale))
+            mean, scale = pixel_standardization(flux.cpu().numpy(), self.min_scale)
+            self.mean.copy_(torch.from_numpy(mean))
+            self.scale.copy_(torch.from_numpy(scale))
         return self
 
     def forward(self, flux: torch.Tensor) -> torch.Tensor:
@@ -102,20 +150,21 @@ class PixelStandardizer(nn.Module):
 
 
 class SpectrumCNN(nn.Module):
-    """CNN baseline: conv/ReLU/max-pool blocks over pixels, then FC(hidden), dropout, FC(C).
+    """CNN baseline: conv/ReLU/max-pool blocks over pixels, then FC(hidden_units), ReLU,
+    dropout, FC(C).
 
     Lean by default (3 blocks of 8/16/16 channels, pool 4: 2.4 MFLOP per 3840-pixel spectrum);
-    hidden 128 and dropout 0.5 are the paper's (Table 2)."""
+    hidden 128 and dropout 0.5 are the paper's (Table 2), both on the FC layer."""
 
     def __init__(self, n_pixels: int, n_classes: int, channels=(8, 16, 16), kernel_size: int = 5,
                  pool: int = 4, hidden_units: int = 128, dropout: float = 0.5,
-                 standardize: bool = True):
+                 input: str = "minmax"):
         super().__init__()
         channels = tuple(channels)
         n_out = pooled_length(n_pixels, len(channels), pool)
         if n_out < 1:
             raise ValueError(f"{len(channels)} pool-{pool} blocks leave no pixels of {n_pixels}")
-        self.standardizer = PixelStandardizer(n_pixels, standardize)
+        self.standardizer = PixelStandardizer(n_pixels, input)
         self.features = ConvBlocks(1, channels, kernel_size, pool)
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(channels[-1] * n_out, hidden_units), nn.ReLU(),
@@ -215,17 +264,18 @@ class EncoderLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    """Pixel standardisation, patch embedding, embedding LayerNorm (as BERT), then `n_layers`
-    encoder layers."""
+    """Input transform, patch embedding, embedding LayerNorm (as BERT), then `n_layers`
+    encoder layers. The defaults are the `tiny` size (ENCODER_SIZES)."""
 
     def __init__(self, n_pixels: int, patch_width: int = 64, d_model: int = 32, n_heads: int = 2,
                  n_layers: int = 1, patch_stride: int | None = None, use_cls: bool = False,
-                 d_ff: int | None = None, dropout: float = 0.1, standardize: bool = True):
+                 d_ff: int | None = None, dropout: float = 0.1, input: str = "minmax"):
         super().__init__()
         self.config = dict(n_pixels=n_pixels, patch_width=patch_width, d_model=d_model,
                            n_heads=n_heads, n_layers=n_layers, patch_stride=patch_stride,
-                           use_cls=use_cls, d_ff=d_ff, dropout=dropout, standardize=standardize)
-        self.standardizer = PixelStandardizer(n_pixels, standardize)
+                           use_cls=use_cls, d_ff=d_ff or 4 * d_model, dropout=dropout,
+                           input=input)
+        self.standardizer = PixelStandardizer(n_pixels, input)
         self.embed = PatchEmbedding(n_pixels, patch_width, d_model, patch_stride, use_cls)
         self.embed_norm = nn.LayerNorm(d_model)
         self.dropout = Dropout(dropout)
@@ -245,7 +295,8 @@ class BertEncoder(nn.Module):
 
 class CNNHead(nn.Module):
     """Token features (B, N, D) -> logits: Conv1d over the token axis, ReLU, max-pool,
-    FC(hidden), ReLU, dropout, FC(C). With a [CLS] token its feature joins the FC input."""
+    FC(hidden_units), ReLU, dropout, FC(C). Table 2's hidden_units and dropout are this FC
+    layer's. With a [CLS] token its feature joins the FC input."""
 
     def __init__(self, d_model: int, n_tokens: int, n_classes: int, channels=(32,),
                  kernel_size: int = 3, pool: int = 2, hidden_units: int = 256,
@@ -273,18 +324,18 @@ class CNNHead(nn.Module):
 class BertCNN(nn.Module):
     """The paper's hybrid: BertEncoder token features T1..TN -> CNNHead.
 
-    Default encoder (patch 64, d_model 32, 2 heads, 1 layer) chosen by accuracy and cost in a
-    sweep on simulated spectra (benchmarks/README.md); head defaults are the paper's
-    (hidden 256, dropout 0.5)."""
+    Default encoder: the `tiny` size (patch 64, d_model 32, 2 heads, 1 layer); the workflow
+    names a size (ENCODER_SIZES) per model, chosen by CV like any hyperparameter. Head
+    defaults are the paper's (hidden 256, dropout 0.5)."""
 
     def __init__(self, n_pixels: int, n_classes: int, patch_width: int = 64, d_model: int = 32,
                  n_heads: int = 2, n_layers: int = 1, patch_stride: int | None = None,
                  use_cls: bool = False, d_ff: int | None = None, encoder_dropout: float = 0.1,
                  head_channels=(32,), head_kernel_size: int = 3, head_pool: int = 2,
-                 hidden_units: int = 256, dropout: float = 0.5, standardize: bool = True):
+                 hidden_units: int = 256, dropout: float = 0.5, input: str = "minmax"):
         super().__init__()
         self.encoder = BertEncoder(n_pixels, patch_width, d_model, n_heads, n_layers, patch_stride,
-                                   use_cls, d_ff, encoder_dropout, standardize)
+                                   use_cls, d_ff, encoder_dropout, input)
         self.head = CNNHead(d_model, self.encoder.n_tokens, n_classes, head_channels,
                             head_kernel_size, head_pool, hidden_units, dropout, use_cls)
 
@@ -295,9 +346,9 @@ class BertCNN(nn.Module):
 class MaskedPatchModel(nn.Module):
     """BERT-style pretext task: hide a fraction of the patches, predict their pixel flux.
 
-    The target is the standardised flux (the encoder's own input), so predicting the mean
-    training spectrum scores a loss of about 1 and only what differs between stars is left to
-    learn. The loss is the mean squared error over the pixels of the hidden patches only. With
+    The target is the encoder's own input (the flux after its input transform; with the
+    'standardized' input, predicting the mean training spectrum scores a loss of about 1 and
+    only what differs between stars is left to learn). The loss is the mean squared error over the pixels of the hidden patches only. With
     overlapping patches the hidden pixels are partly visible in the neighbours; that makes the
     task easier but is still a valid pretext task.
     """

@@ -29,6 +29,10 @@ import numpy as np
 
 NORMALISATIONS = ("minmax", "median", "none")
 MIN_COVERAGE = 0.5
+# What a model sees (the `input` model setting): the dataset's flux as it is (per-spectrum
+# min-max, the paper's), or that flux standardised per pixel with the fit rows' mean and scale.
+INPUTS = ("minmax", "standardized")
+MIN_PIXEL_SCALE = 1e-3
 
 
 def grid_loglam(grid: dict) -> np.ndarray:
@@ -130,6 +134,26 @@ def normalise(flux, bad, method: str = "minmax") -> np.ndarray:
         median = np.nanmedian(np.where(good, flux, np.nan), axis=1, keepdims=True)
     scale = np.where(has_good & (np.abs(median) > 0), np.abs(median), 1.0)
     return flux / scale
+
+
+def pixel_standardization(flux, min_scale: float = MIN_PIXEL_SCALE):
+    """(mean, scale) per pixel of training spectra (N, L), float64: the 'standardized' input
+    is (flux - mean) / scale. scale is the sample std (ddof 1), floored at `min_scale` so that
+    a constant pixel maps to 0 instead of dividing by zero."""
+    flux = np.asarray(flux, dtype=np.float64)
+    return flux.mean(0), np.maximum(flux.std(0, ddof=1), min_scale)
+
+
+def model_input(input: str, fit_flux, *other_flux) -> list[np.ndarray]:
+    """[fit_flux, *other_flux] as a model with setting `input` sees them: 'minmax' leaves the
+    dataset's flux (min-max normalised per spectrum) unchanged; 'standardized' applies
+    pixel_standardization fitted on `fit_flux` only."""
+    if input not in INPUTS:
+        raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+    if input == "minmax":
+        return [fit_flux, *other_flux]
+    mean, scale = pixel_standardization(fit_flux)
+    return [(np.asarray(f, dtype=np.float64) - mean) / scale for f in (fit_flux, *other_flux)]
 
 
 def preprocess(loglam_in, flux, ivar=None, and_mask=None, *, loglam_out,

@@ -15,6 +15,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
+from .preprocess import model_input
+
 KERNELS = ("rbf", "linear")
 
 
@@ -112,24 +114,34 @@ def evaluate_grid(X_fit, y_fit, X_val, grid: dict, fixed: dict | None = None,
     every C. Returns one dict per candidate in grid order: params (grid keys), y_pred (for
     X_val), seconds (its own fit + predict plus an equal share of its kernel's cost).
 
-    `squared` may hold the squared distances (fit x fit, val x fit) computed beforehand (e.g.
-    sliced from one matrix over all folds); otherwise they are computed here if rbf is needed.
+    Each candidate sees its `input` (preprocess.model_input: 'minmax', the default, or
+    'standardized' with the mean and scale of X_fit). `squared` may hold the squared distances
+    (fit x fit, val x fit) of the 'minmax' input computed beforehand (e.g. sliced from one
+    matrix over all folds); otherwise they are computed here if rbf is needed.
     """
     cands = candidates(grid, fixed)
+    inputs: dict[str, list[np.ndarray]] = {}
+    distances = {} if squared is None else {"minmax": squared}
     by_kernel: dict[tuple, list[int]] = {}
     for i, (_, full) in enumerate(cands):
+        input = full.get("input", "minmax")
+        if input not in inputs:
+            inputs[input] = model_input(input, X_fit, X_val)
         kernel = full.get("kernel", "rbf")
-        gamma = resolve_gamma(full.get("gamma", "scale"), X_fit) if kernel == "rbf" else None
-        by_kernel.setdefault((kernel, gamma), []).append(i)
+        gamma = (resolve_gamma(full.get("gamma", "scale"), inputs[input][0]) if kernel == "rbf"
+                 else None)
+        by_kernel.setdefault((input, kernel, gamma), []).append(i)
     results: list[dict | None] = [None] * len(cands)
-    for (kernel, gamma), members in by_kernel.items():
+    for (input, kernel, gamma), members in by_kernel.items():
         start = time.perf_counter()
+        A, B = inputs[input]
         if kernel == "rbf":
-            if squared is None:
-                squared = squared_distances(X_fit), squared_distances(X_val, X_fit)
-            K_fit, K_val = np.exp(-gamma * squared[0]), np.exp(-gamma * squared[1])
+            if input not in distances:
+                distances[input] = squared_distances(A), squared_distances(B, A)
+            d_fit, d_val = distances[input]
+            K_fit, K_val = np.exp(-gamma * d_fit), np.exp(-gamma * d_val)
         else:
-            K_fit, K_val = kernel_matrix(X_fit, None, kernel), kernel_matrix(X_val, X_fit, kernel)
+            K_fit, K_val = kernel_matrix(A, None, kernel), kernel_matrix(B, A, kernel)
         share = (time.perf_counter() - start) / len(members)
         for i in members:
             start = time.perf_counter()

@@ -12,8 +12,18 @@ def _config_error(key, message):
     raise ValueError(f"config error at '{key}': {message}")
 
 
+FAMILIES = ("svm", "cnn", "bert_cnn", "bert_cnn_pretrained")
+
+
 def check_config(cfg):
-    """Cross-key checks that JSON Schema cannot express; each error names its key."""
+    """Cross-key checks that JSON Schema cannot express; each error names its key. Fills in
+    each model's family (default: its name)."""
+    for model, settings in cfg["models"].items():
+        settings.setdefault("family", model)
+        settings.setdefault("fixed", {})
+        if settings["family"] not in FAMILIES:
+            _config_error(f"models.{model}.family", f"{model} is not a model family, so it needs "
+                          f"family: one of {', '.join(FAMILIES)}")
     seen = {}
     for stellar_type, subclasses in cfg["types"].items():
         if not subclasses:
@@ -60,7 +70,13 @@ TYPES = list(config["types"])
 FRACTIONS = [f"{f:g}" for f in config["experiment"]["train_fractions"]]
 SEEDS = [str(s) for s in config["experiment"]["seeds"]]
 MODELS = config["experiment"]["models"]
-DEEP_MODELS = [m for m in MODELS if m != "svm"]
+def model_family(model):
+    return config["models"][model]["family"]
+
+
+SVM_MODELS = [m for m in MODELS if model_family(m) == "svm"]
+DEEP_MODELS = [m for m in MODELS if model_family(m) != "svm"]
+PRETRAINED_MODELS = [m for m in MODELS if model_family(m) == "bert_cnn_pretrained"]
 K = config["experiment"]["cv_folds"]
 # Every output of one source lives under results/{source}/, so sources never mix.
 RUN = "results/{source}/{type}/frac{frac}_seed{seed}"
@@ -80,9 +96,9 @@ def src(*modules):
 
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit")
+               "fit", "preprocess")
 
 
 def data_params(stellar_type):
@@ -113,9 +129,13 @@ def cv_inputs(wildcards):
 
 
 def pretrained_encoder(wildcards):
-    if wildcards.model == "bert_cnn_pretrained":
-        return f"{RUN}/pretrain/encoder.pt".format(**wildcards)
-    return []
+    """The encoder a pretrained model starts from: for CV fold k the one pretrained on fold k's
+    fit rows only (it never saw the rows it is scored on), for the final fit the one
+    pretrained on the whole training part."""
+    if model_family(wildcards.model) != "bert_cnn_pretrained":
+        return []
+    part = f"fold{wildcards.fold}" if "fold" in wildcards.keys() else "train"
+    return f"{RUN}/pretrain/{{model}}/{part}/encoder.pt".format(**wildcards)
 
 
 def fit_outputs(names=("metrics.json",)):

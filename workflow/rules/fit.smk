@@ -7,12 +7,16 @@ rule fit_svm:
         SRC_SVM,
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-        best="results/{source}/{type}/frac{frac}_seed{seed}/cv/svm/best.json",
+        best="results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
     output:
-        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/svm/predictions.csv",
-        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/svm/fit.json",
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
     log:
-        "results/{source}/logs/fit_svm/{type}_frac{frac}_seed{seed}.log",
+        "results/{source}/logs/fit_svm/{type}_frac{frac}_seed{seed}_{model}.log",
+    wildcard_constraints:
+        model="|".join(SVM_MODELS) if SVM_MODELS else "none",
+    params:
+        family=lambda wildcards: model_family(wildcards.model),
     threads: config["resources"]["threads_svm"]
     resources:
         mem_mb=config["resources"]["mem_mb_svm"],
@@ -38,6 +42,8 @@ rule fit_deep:
         "results/{source}/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
     wildcard_constraints:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+    params:
+        family=lambda wildcards: model_family(wildcards.model),
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],

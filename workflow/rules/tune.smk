@@ -8,11 +8,13 @@ rule cv_svm:
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/svm/fold{fold}.csv",
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
     log:
-        "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_fold{fold}.log",
+        "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+    wildcard_constraints:
+        model="|".join(SVM_MODELS) if SVM_MODELS else "none",
     params:
-        settings=model_settings("svm"),
+        settings=lambda wildcards: model_settings(wildcards.model),
     threads: config["resources"]["threads_svm"]
     resources:
         mem_mb=config["resources"]["mem_mb_svm"],
@@ -23,19 +25,24 @@ rule cv_svm:
         "../scripts/cv_fold.py"
 
 
-# Masked-patch pretraining of the BERT encoder on the training part's spectra (no labels).
+# Masked-patch pretraining of a model's BERT encoder (no labels) on CV fold k's fit rows
+# (part fold<k>, for that fold's CV job) or on the whole training part (part train, final fit).
 rule pretrain:
     input:
         SRC_DEEP,
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
     output:
-        encoder="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.pt",
-        history="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/encoder.json",
+        encoder="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/{model}/{part}/encoder.pt",
+        history="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/{model}/{part}/encoder.json",
     log:
-        "results/{source}/logs/pretrain/{type}_frac{frac}_seed{seed}.log",
+        "results/{source}/logs/pretrain/{type}_frac{frac}_seed{seed}_{model}_{part}.log",
+    wildcard_constraints:
+        model="|".join(PRETRAINED_MODELS) if PRETRAINED_MODELS else "none",
+        part="train|fold[0-9]+",
     params:
-        fixed=model_settings("bert_cnn_pretrained")["fixed"] if "bert_cnn_pretrained" in config["models"] else {},
+        fixed=lambda wildcards: model_settings(wildcards.model)["fixed"],
+        fold=lambda wildcards: None if wildcards.part == "train" else int(wildcards.part[4:]),
         pretrain=config["pretrain"],
     threads: config["resources"]["threads_deep"]
     resources:

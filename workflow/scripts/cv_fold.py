@@ -3,9 +3,9 @@ from _job import device_slot, to_log
 to_log(snakemake)
 from stellarspec.fit import cv_fold
 
-model = snakemake.wildcards.get("model", "svm")
+family = snakemake.params.settings["family"]  # e.g. cnn for a model cnn_standardized
 with device_slot(snakemake):
-    cv_fold(snakemake.input.data, snakemake.input.split, int(snakemake.wildcards.fold), model,
+    cv_fold(snakemake.input.data, snakemake.input.split, int(snakemake.wildcards.fold), family,
             snakemake.params.settings.get("fixed", {}), snakemake.params.settings["grid"],
             snakemake.output[0], threads=snakemake.threads, seed=int(snakemake.wildcards.seed),
             pretrained=snakemake.input.get("pretrained") or None)

@@ -6,9 +6,8 @@ from pathlib import Path
 from stellarspec.fit import final_fit
 from stellarspec.io import read_json
 
-model = snakemake.wildcards.get("model", "svm")
 params = read_json(snakemake.input.best)["params"]
 with device_slot(snakemake):
-    final_fit(snakemake.input.data, snakemake.input.split, model, params,
+    final_fit(snakemake.input.data, snakemake.input.split, snakemake.params.family, params,
               Path(snakemake.output.predictions).parent, threads=snakemake.threads,
               seed=int(snakemake.wildcards.seed), pretrained=snakemake.input.get("pretrained") or None)
