@@ -2,7 +2,8 @@
 the measurement behind the BERT-CNN architecture defaults.
 
 Throughput (default): for each model built from the config (fixed settings + the first value of
-each grid key), on simulated spectra of the config's grid:
+each grid key; `bert_cnn:mini` is bert_cnn with the named encoder size mini,
+stellarspec.models.ENCODER_SIZES), on simulated spectra of the config's grid:
   - FLOPs per spectrum, counted by torch.utils.flop_counter.FlopCounterMode (matmul and conv
     FLOPs, 2 per multiply-add; elementwise ops are not counted), forward and training step;
   - training throughput (forward + backward + Adam step at the configured batch size) and
@@ -11,6 +12,8 @@ each grid key), on simulated spectra of the config's grid:
     says how far each model is from what the device can do.
 
     python benchmarks/bench_models.py --threads 1 --out results/bench/models_cpu.json
+    python benchmarks/bench_models.py --threads 1 --models bert_cnn:tiny bert_cnn:micro \
+        bert_cnn:mini bert_cnn:small --out results/bench/models_encoders.json
 
 Sweep (--sweep): BERT-CNN settings (patch width, d_model, heads, layers, overlap, [CLS]), one
 at a time around a centre setting, plus the input standardisation, the early-stopping patience,
@@ -45,6 +48,7 @@ from stellarspec.runtime import keep_freed_memory
 from stellarspec.sources import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
 
 
 def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> SpectraSet:
@@ -56,9 +60,14 @@ def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> Spec
 
 
 def default_params(cfg: dict, model: str) -> dict:
-    """What the workflow runs: the fixed settings plus the first value of each grid key."""
+    """What the workflow runs: the fixed settings plus the first value of each grid key.
+    'model:size' is the model with its encoder replaced by the named size."""
+    model, _, size = model.partition(":")
     settings = cfg["models"][model]
-    return {**settings.get("fixed", {}), **{k: v[0] for k, v in settings["grid"].items()}}
+    params = {**settings.get("fixed", {}), **{k: v[0] for k, v in settings["grid"].items()}}
+    if size:
+        params = {k: v for k, v in params.items() if k not in SIZE_KEYS} | {"encoder": size}
+    return params
 
 
 def count_flops(model: torch.nn.Module, flux: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
@@ -104,7 +113,7 @@ def throughput(cfg: dict, models: list[str], device: str, min_seconds: float) ->
     for name in models:
         params = default_params(cfg, name)
         torch.manual_seed(0)
-        model = build_classifier(name, params, n_pixels, n_classes).to(device)
+        model = build_classifier(name.partition(":")[0], params, n_pixels, n_classes).to(device)
         batch = int(params["batch_size"])
         idx = torch.arange(max(batch, 256)) % len(pool)
         flux, y = pool[idx].to(device), torch.from_numpy(ds.y)[idx].to(device)
@@ -166,11 +175,12 @@ SWEEP = [  # (label, model, settings changed from the centre / config setting, p
     ("cnn_wide", "cnn", {"channels": [16, 32, 64]}, None),
     ("cnn_minmax_input", "cnn", {"input": "minmax"}, None),
     ("cnn_patience15", "cnn", {"patience": 15}, None),
+    ("svm_minmax_input", "svm", {"input": "minmax"}, None),
+    ("svm_standardized_input", "svm", {"input": "standardized"}, None),
 ]
 # The centre is the earlier default: the tiny encoder on standardised input.
 SWEEP_CENTRE = {"patch_width": 64, "d_model": 32, "n_heads": 2, "n_layers": 1,
                 "input": "standardized"}
-SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
 
 
 def sweep_params(cfg: dict, model: str, change: dict, training: dict) -> dict:
@@ -185,6 +195,20 @@ def sweep_params(cfg: dict, model: str, change: dict, training: dict) -> dict:
     return {**base, **centre, **change, **training}
 
 
+def svm_params_by_cv(cfg: dict, ds: SpectraSet, split: dict, change: dict, out: Path,
+                     threads: int, seed: int) -> dict:
+    """The SVM's settings as the workflow picks them: the config's C grid scored on the split's
+    CV folds (stellarspec.fit.cv_fold, select_params), with `change` fixed."""
+    from stellarspec.fit import cv_fold, select_params
+
+    settings = cfg["models"]["svm"]
+    fixed = {**settings.get("fixed", {}), **change}
+    csvs = [out / f"cv{k}.csv" for k in range(len(split["folds"]))]
+    for k, csv in enumerate(csvs):
+        cv_fold(ds, split, k, "svm", fixed, settings["grid"], csv, threads, seed)
+    return {**fixed, **select_params(csvs, cfg["experiment"]["cv_metric"])}
+
+
 def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
           only: list[str] | None = None, training: dict | None = None) -> list[dict]:
     from stellarspec.fit import evaluate_fit, final_fit, pretrain
@@ -196,17 +220,23 @@ def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
         for label, model, change, pretrain_change in SWEEP:
             if only and label not in only:
                 continue
-            params = sweep_params(cfg, model, change, training or {})
-            torch.manual_seed(0)
-            net = build_classifier(model, params, cfg["grid"]["n_pixels"], 4)
-            flux = torch.rand(8, cfg["grid"]["n_pixels"])
-            forward_flops, train_flops = count_flops(net, flux, torch.zeros(8, dtype=torch.long))
+            n_parameters, forward_flops, train_flops = 0, 0, 0
+            if model != "svm":
+                params = sweep_params(cfg, model, change, training or {})
+                torch.manual_seed(0)
+                net = build_classifier(model, params, cfg["grid"]["n_pixels"], 4)
+                n_parameters = sum(p.numel() for p in net.parameters())
+                flux = torch.rand(8, cfg["grid"]["n_pixels"])
+                forward_flops, train_flops = count_flops(net, flux,
+                                                         torch.zeros(8, dtype=torch.long))
             for t in types:
                 for seed in seeds:
                     split = make_split(data[t].label, data[t].group, 0.5,
                                        cfg["experiment"]["cv_folds"], seed)
                     out = Path(tmp) / f"{label}_{t}_{seed}"
                     encoder, pretrain_seconds, pretrain_losses = None, 0.0, {}
+                    if model == "svm":
+                        params = svm_params_by_cv(cfg, data[t], split, change, out, threads, seed)
                     if pretrain_change is not None:
                         encoder = out / "encoder.pt"
                         pretrain(data[t], split, params, {**cfg["pretrain"], **pretrain_change},
@@ -224,7 +254,7 @@ def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
                                  "f1_macro": m["f1_macro"], "epochs": m["epochs"],
                                  "seconds": m["seconds"] + pretrain_seconds,
                                  "n_train": m["n_train"], **pretrain_losses,
-                                 "n_parameters": sum(p.numel() for p in net.parameters()),
+                                 "n_parameters": n_parameters,
                                  "flops_forward_per_spectrum": forward_flops,
                                  "flops_train_per_spectrum": train_flops})
                     print(f"{label:16s} {t} seed {seed}: acc {m['accuracy']:.3f} "

@@ -42,6 +42,7 @@ B3_TARGET = 0.3          # fraction of the float32 matmul rate, training
 B1_B2_TARGET = 10.0      # speed-up against the baseline
 B5_TARGET_S = 900.0
 B6_TARGET_S = 20.0
+ENCODER_MODELS = ["bert_cnn:tiny", "bert_cnn:micro", "bert_cnn:mini", "bert_cnn:small"]
 
 # name -> (script, output file, arguments of the full run, arguments of --quick)
 BENCHMARKS = {
@@ -53,12 +54,16 @@ BENCHMARKS = {
               ["--threads", "1", "--min-seconds", "1"]),
     "B3-profile": ("run_all.py", "models_profile.json", ["--steps", "20"], ["--steps", "5"]),
     "B3-kernels": ("bench_kernels.py", "kernels.json", ["--repeats", "5"], ["--repeats", "2"]),
+    "B3-encoders": ("bench_models.py", "models_encoders.json",
+                    ["--threads", "1", "--min-seconds", "3", "--models", *ENCODER_MODELS],
+                    ["--threads", "1", "--min-seconds", "1", "--models", *ENCODER_MODELS]),
     "B6": ("bench_dag.py", "dag.json", ["--repeats", "3"], ["--repeats", "1"]),
     "B7": ("bench_scaling.py", "scaling.json", ["--repeats", "3", "--max-epochs", "10"],
            ["--repeats", "1", "--max-epochs", "3"]),
     # Only where nvidia-smi lists a GPU: B3/B4 on CUDA with bf16 autocast.
-    "B8": ("bench_models.py", "models_cuda.json", ["--device", "cuda", "--min-seconds", "3"],
-           ["--device", "cuda", "--min-seconds", "1"]),
+    "B8": ("bench_models.py", "models_cuda.json",
+           ["--device", "cuda", "--min-seconds", "3", "--models", "cnn", *ENCODER_MODELS],
+           ["--device", "cuda", "--min-seconds", "1", "--models", "cnn", *ENCODER_MODELS]),
 }
 
 
@@ -523,6 +528,12 @@ def render(report: dict, out_dir: Path) -> str:
             prof = b.get("B3-profile", {}).get("result")
             lines += section_b3_b4(rec, prof)
             lines += section_b3_kernels(b.get("B3-kernels", {}))
+            if "result" in b.get("B3-encoders", {}):
+                from bench_models import throughput_table
+
+                lines += ["", "Each named encoder size (`encoder:`, stellarspec.models."
+                          f"ENCODER_SIZES) in BERT-CNN, command `{b['B3-encoders']['command']}`:",
+                          "", throughput_table(b["B3-encoders"]["result"])]
         elif key == "B6":
             lines += section_b6(rec)
         elif key == "B7":

@@ -70,3 +70,42 @@ def test_user_defined_type(tmp_path):
     write_config(root, config)
     jobs = planned_jobs(root)
     assert {o for r, o in jobs if r == "build_dataset"} == {"results/simulated/M/dataset.npz"}
+
+
+def test_pretraining_per_cv_fold_when_the_pretrained_grid_has_two_candidates(tmp_path):
+    """Each CV fold's job gets an encoder pretrained on that fold's fit rows; the final fit
+    one pretrained on the whole training part. A one-candidate grid has no CV and no
+    per-fold pretraining (tests/tiny.yaml, test_dry_run_expands_the_grid)."""
+    two = {"lr": [1.0e-3, 3.0e-3], "hidden_units": [32], "dropout": [0.5]}
+    root = workflow_copy(tmp_path, {"models": {"bert_cnn_pretrained": {"grid": two}}})
+    jobs = planned_jobs(root)
+    pretrain = [o for r, o in jobs if r == "pretrain"]
+    assert len(pretrain) == 6 * 3  # 6 (type, fraction, seed) runs x (fold0, fold1, train)
+    assert {o.split("/pretrain/")[1] for o in pretrain} == {
+        f"bert_cnn_pretrained/{part}/encoder.pt" for part in ("fold0", "fold1", "train")}
+    cv = [o for r, o in jobs if r == "cv_deep" and "/cv/bert_cnn_pretrained/" in o]
+    assert len(cv) == 6 * 2
+    # One CV fold's job needs that fold's encoder and no other.
+    target = "results/simulated/K/frac0.5_seed0/cv/bert_cnn_pretrained/fold1.csv"
+    needed = [o for r, o in planned_jobs(root, target) if r == "pretrain"]
+    assert needed == ["results/simulated/K/frac0.5_seed0/pretrain/bert_cnn_pretrained/fold1/encoder.pt"]
+
+
+def test_model_variants_of_one_family_run_side_by_side(tmp_path):
+    """`family` lets two settings of one model (here its input) be models of their own."""
+    variants = {"cnn_standardized": {"family": "cnn", "fixed": {"input": "standardized"},
+                                     "grid": {"lr": [1.0e-3]}},
+                "svm_standardized": {"family": "svm", "fixed": {"input": "standardized"},
+                                     "grid": {"C": [1, 10]}}}
+    root = workflow_copy(tmp_path, {"models": variants, "experiment": {
+        "models": ["svm", "svm_standardized", "cnn", "cnn_standardized"]}})
+    jobs = planned_jobs(root)
+    fits = {(r, o.split("/fit/")[1].split("/")[0]) for r, o in jobs if r.startswith("fit_")}
+    assert fits == {("fit_svm", "svm"), ("fit_svm", "svm_standardized"), ("fit_deep", "cnn"),
+                    ("fit_deep", "cnn_standardized")}
+    assert sum(1 for r, o in jobs if r == "cv_svm" and "/svm_standardized/" in o) == 6 * 2
+    assert not [o for r, o in jobs if "cnn_standardized" in o and r == "cv_deep"]  # one candidate
+    root = workflow_copy(tmp_path / "bad", {"models": {"cnn2": {"grid": {"lr": [1.0e-3]}}},
+                                            "experiment": {"models": ["cnn2"]}})
+    result = snakemake(root, "-n")
+    assert result.returncode != 0 and "models.cnn2.family" in result.stdout + result.stderr
