@@ -24,6 +24,9 @@ defaults are not chosen on the spectra the workflow reports. Prints accuracy (wi
 difference from the centre setting) and cost per setting.
 
     python benchmarks/bench_models.py --sweep --threads 1 --out results/bench/bert_sweep.json
+
+Pretraining cost (--pretrain-cost tiny micro): one pretrain job of the config per encoder size,
+on a CV fold's fit rows and on the whole training part.
 """
 from __future__ import annotations
 
@@ -263,6 +266,36 @@ def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
     return rows
 
 
+def pretrain_cost(cfg: dict, sizes: list[str], threads: int, repeats: int = 2) -> list[dict]:
+    """Seconds of one pretrain job of the config (K at its largest train fraction, split seed
+    0), per encoder size and part (CV fold 0's fit rows; the whole training part), interleaved."""
+    from stellarspec.fit import pretrain
+    from stellarspec.splits import make_split
+
+    ds = simulated_set(cfg, "K", cfg["scale"], seed=cfg["simulated"]["seed"])
+    split = make_split(ds.label, ds.group, max(cfg["experiment"]["train_fractions"]),
+                       cfg["experiment"]["cv_folds"], 0)
+    fixed = cfg["models"]["bert_cnn_pretrained"]["fixed"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            for size in sizes:
+                for fold in (0, None):
+                    out = Path(tmp) / f"{size}_{fold}_{repeat}.pt"
+                    params = {k: v for k, v in fixed.items() if k not in SIZE_KEYS}
+                    start = time.perf_counter()
+                    pretrain(ds, split, {**params, "encoder": size}, cfg["pretrain"], out, threads,
+                             0, fold=fold)
+                    h = json.loads(out.with_suffix(".json").read_text())
+                    rows.append({"size": size, "part": "train" if fold is None else f"fold{fold}",
+                                 "repeat": repeat, "seconds": time.perf_counter() - start,
+                                 "n_spectra": h["n_train_spectra"] + h["n_heldout_spectra"],
+                                 "heldout_loss_best": h["heldout_loss_best"],
+                                 "heldout_loss_mean_spectrum": h["heldout_loss_mean_spectrum"]})
+                    print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def sweep_table(rows: list[dict]) -> str:
     """Mean accuracy per setting, and its paired difference from the centre setting over the
     same (type, seed) splits with its standard error: the split-to-split spread is much larger
@@ -329,6 +362,8 @@ def main(argv=None) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's nominal peak (e.g. bf16 dense), to report the fraction")
     parser.add_argument("--sweep", action="store_true", help="run the BERT-CNN defaults sweep")
+    parser.add_argument("--pretrain-cost", nargs="+", metavar="SIZE",
+                        help="time one pretrain job of the config per encoder size and part")
     parser.add_argument("--types", nargs="+", default=["K", "F", "G"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", help="sweep only these settings")
@@ -341,6 +376,10 @@ def main(argv=None) -> None:
     meta = {"command": " ".join(sys.argv), "config": str(args.config), "threads": args.threads,
             "platform": platform.platform(), "processor": platform.processor(),
             "versions": package_versions()}
+    if args.pretrain_cost:
+        rows = pretrain_cost(cfg, args.pretrain_cost, args.threads)
+        write_json(args.out, {**meta, "rows": rows})
+        return
     if args.sweep:
         training = {k: v for k, v in (("max_epochs", args.max_epochs),
                                       ("patience", args.patience)) if v is not None}
