@@ -30,7 +30,7 @@ import yaml
 
 from stellarspec.fit import evaluate_fit, final_fit
 from stellarspec.io import atomic_path, package_versions, write_json
-from stellarspec.lightning_modules import build_classifier
+from stellarspec.lightning_modules import bert_arch, build_classifier
 from stellarspec.splits import make_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,9 +38,12 @@ from bench_models import REPO, count_flops, default_params, simulated_set  # noq
 
 
 def fixed_epoch_params(cfg: dict, model: str, max_epochs: int, **change) -> dict:
-    """The workflow's default settings, with exactly max_epochs epochs (patience = max_epochs)."""
-    return {**default_params(cfg, model), "max_epochs": max_epochs, "patience": max_epochs,
-            **change}
+    """The workflow's default settings, with exactly max_epochs epochs (patience = max_epochs).
+    A named encoder size is spelled out as its keys, so that `change` can vary one of them."""
+    params = default_params(cfg, model)
+    if model != "cnn":
+        params = bert_arch(params)
+    return {**params, "max_epochs": max_epochs, "patience": max_epochs, **change}
 
 
 def timed_fit(ds, split, model: str, params: dict, threads: int, seed: int, repeats: int,
