@@ -416,14 +416,14 @@ def test_pretraining_never_sees_a_cv_folds_validation_rows(data, tmp_path):
     with pytest.raises(AssertionError, match="include CV fold 1 validation rows"):
         check_pretraining_rows(ds, split, split["train"], fold=1)
 
-    one_epoch = {**PRETRAIN, "max_epochs": 1}
-    fit.pretrain(dataset, split_path, SMALL_BERT, one_epoch, tmp_path / "fold0.pt", threads=1,
+    one_epoch, encoder = {**PRETRAIN, "max_epochs": 1}, {**SMALL_BERT, "input": "standardized"}
+    fit.pretrain(dataset, split_path, encoder, one_epoch, tmp_path / "fold0.pt", threads=1,
                  seed=0, fold=0)
     history = read_json(tmp_path / "fold0.json")
     assert history["fold"] == 0
     assert history["n_train_spectra"] + history["n_heldout_spectra"] == len(fit_rows)
     assert sorted(torch.load(tmp_path / "fold0.pt", weights_only=True)["rows"]) == sorted(fit_rows)
-    fit.pretrain(dataset, split_path, SMALL_BERT, one_epoch, tmp_path / "train.pt", threads=1,
+    fit.pretrain(dataset, split_path, encoder, one_epoch, tmp_path / "train.pt", threads=1,
                  seed=0)
     fixed = {**TRAINING, **SMALL_BERT, "max_epochs": 1}
     grid = {"lr": [fixed.pop("lr")]}
