@@ -23,7 +23,7 @@ def _save(fig, path) -> None:
 
 def learning_curves(fits: pd.DataFrame, path, source: str) -> None:
     types = sorted(fits["type"].unique())
-    metrics = [("f1_macro", "macro F1"), ("accuracy", "accuracy")]
+    metrics = [("f1_of_macro_pr", "F1 = 2PR/(P+R)"), ("accuracy", "accuracy")]
     fig, axes = plt.subplots(len(metrics), len(types), figsize=(4 * len(types), 6.5), squeeze=False,
                              sharex=True)
     for col, stype in enumerate(types):
@@ -87,6 +87,37 @@ def per_class_f1(per_class: pd.DataFrame, path, source: str) -> None:
         ax.set_title(f"{stype} ({source})")
         ax.set_ylabel("F1")
     axes[0, 0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def forest_plot(table5: pd.DataFrame, path, source: str, fraction: float) -> None:
+    """Table 5 at one fraction: accuracy(a) - accuracy(b) with its 95% CI, one panel per type;
+    filled markers where the pair differs after Holm (p < 0.05)."""
+    sub = table5[np.isclose(table5["train_fraction"], fraction)] if len(table5) else table5
+    types = sorted(sub["type"].unique()) if len(sub) else []
+    n_rows = max([int((sub["type"] == t).sum()) for t in types] + [1])
+    fig, axes = plt.subplots(1, max(len(types), 1), figsize=(4.5 * max(len(types), 1), 0.35 * n_rows + 1.5),
+                             squeeze=False, sharey=False)
+    for ax, stype in zip(axes[0], types):
+        rows = sub[sub["type"] == stype].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        err = np.vstack([rows["difference"] - rows["ci95_low"], rows["ci95_high"] - rows["difference"]])
+        ax.errorbar(rows["difference"], y, xerr=np.nan_to_num(err), fmt="none", ecolor="0.4", capsize=2)
+        differs = rows["differs_95"].astype(bool).to_numpy()
+        ax.scatter(rows["difference"][differs], y[differs], color="C3", zorder=3, label="Holm p < 0.05")
+        ax.scatter(rows["difference"][~differs], y[~differs], facecolor="white", edgecolor="C0",
+                   zorder=3, label="not significant")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{a} - {b}" for a, b in zip(rows["model_a"], rows["model_b"])], fontsize=7)
+        ax.set_xlabel("accuracy difference (a - b)")
+        ax.set_title(f"{stype} ({source}), fraction {fraction:g}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    if types:
+        axes[0, 0].legend(fontsize=7, loc="best")
+    else:
+        axes[0, 0].text(0.5, 0.5, "fewer than two models: no pairs", ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.suptitle("Table 5: paired accuracy differences, 95% hierarchical bootstrap CI")
     _save(fig, path)
 
 
