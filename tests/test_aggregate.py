@@ -210,3 +210,97 @@ def test_collect_reads_both_f1s_and_sizes(tmp_path):
     assert row["f1_macro_mean"] == pytest.approx(m["f1_macro_mean"])
     assert "f1_macro" not in fits.columns and row["n_train"] == 10 and row["n_test"] == 4
     assert len(per_class) == 2
+
+
+# --- the workflow scripts, on fake fit directories ------------------------------------------------
+
+def write_fake_results(root, types, models, fractions, seeds, n_per_class=40, seed=0):
+    """results/{source}/{type}/dataset.npz and, per fit, metrics.json + predictions.csv, as the
+    workflow writes them. Returns (metrics paths, predictions paths, dataset paths)."""
+    from stellarspec.dataset import SpectraSet, save_dataset
+    from stellarspec.io import write_json
+    from stellarspec.metrics import predictions_frame
+
+    rng = np.random.default_rng(seed)
+    metrics, predictions, datasets = [], [], []
+    for stype, windows in types.items():
+        classes = list(windows)
+        label = np.repeat(classes, n_per_class)
+        n = len(label)
+        snr = np.array([rng.uniform(*windows[c]) for c in label], dtype=np.float32)
+        ids = np.array([f"sim-{stype}-{i:05d}" for i in range(n)])
+        ds = SpectraSet(wave=np.linspace(4000, 5000, 4), flux=rng.random((n, 4)).astype(np.float32),
+                        mask=np.zeros((n, 4), bool), label=label, snr=snr, id=ids, group=ids,
+                        classes=classes)
+        path = root / "results" / "simulated" / stype / "dataset.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_dataset(path, ds)
+        datasets.append(str(path))
+        y = ds.y
+        for frac in fractions:
+            for s in seeds:
+                test = np.sort(np.random.default_rng([s, int(frac * 10)]).permutation(n)[: int(n * (1 - frac))])
+                for model in models:
+                    proba = rng.dirichlet(np.ones(len(classes)), len(test))
+                    proba[np.arange(len(test)), y[test]] += rng.random(len(test)) * 1.5
+                    frame = predictions_frame(ids[test], y[test], proba, classes)
+                    fit_dir = root / f"results/simulated/{stype}/frac{frac:g}_seed{s}/fit/{model}"
+                    fit_dir.mkdir(parents=True, exist_ok=True)
+                    frame.to_csv(fit_dir / "predictions.csv", index=False)
+                    write_json(fit_dir / "metrics.json", {
+                        "wildcards": {"source": "simulated", "type": stype, "frac": f"{frac:g}",
+                                      "seed": str(s), "model": model},
+                        "metrics": compute_metrics(frame, classes),
+                        "fit": {"n_train": n - len(test), "n_test": len(test), "seconds": 0.1}})
+                    metrics.append(str(fit_dir / "metrics.json"))
+                    predictions.append(str(fit_dir / "predictions.csv"))
+    return metrics, predictions, datasets
+
+
+class _Namespace(dict):
+    """What a Snakemake script sees: named fields that are also attributes."""
+    __getattr__ = dict.__getitem__
+
+
+def run_script(name, inputs, outputs, params):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    sys.path.insert(0, str(scripts))
+    try:
+        job = _Namespace(input=_Namespace(inputs), output=_Namespace(outputs),
+                         params=_Namespace(params), log=[], resources={})
+        runpy.run_path(str(scripts / name), init_globals={"snakemake": job}, run_name="__main__")
+    finally:
+        sys.path.remove(str(scripts))
+
+
+def test_aggregate_and_figures_scripts_on_fake_fit_dirs(tmp_path):
+    types = {"K": WINDOWS["K"], "F": WINDOWS["F"]}
+    models = ["svm", "cnn", "majority", "snr_only"]
+    metrics, predictions, datasets = write_fake_results(tmp_path, types, models, [0.5, 0.7], [0, 1])
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    outputs = {"fits": tables / "fits.csv", "per_class": tables / "per_class.csv"}
+    for name, stem in [("table3", "table3"), ("table4", "table4"), ("snr", "table_snr"), ("table5", "table5")]:
+        outputs |= {f"{name}_{ext}": tables / f"{stem}.{ext}" for ext in ("csv", "md", "tex")}
+    params = {"source": "simulated", "fractions": [0.5, 0.7], "seeds": [0, 1], "types": list(types),
+              "models": models, "snr_windows": types, "allow_partial": False, "n_bootstrap": 100}
+    run_script("aggregate.py", {"metrics": metrics, "predictions": predictions, "datasets": datasets},
+               {k: str(v) for k, v in outputs.items()}, params)
+    table5 = pd.read_csv(outputs["table5_csv"])
+    assert len(table5) == 2 * 2 * 6 and set(table5["model_a"]) | set(table5["model_b"]) == set(models)
+    table4 = pd.read_csv(outputs["table4_csv"])
+    k_matched = table4[(table4.type == "K") & (table4.metric == "accuracy_snr_matched")]
+    assert len(k_matched) == len(models) and (k_matched["n_matched"] > 0).all()
+    assert "majority" in outputs["table3_md"].read_text()
+    figures = tmp_path / "results" / "figures"
+    fig_outputs = {k: str(figures / f"{k}.png") for k in ("learning", "confusion", "per_class", "forest")}
+    figures.mkdir()
+    run_script("figures.py", {"fits": str(outputs["fits"]), "per_class": str(outputs["per_class"]),
+                              "table5": str(outputs["table5_csv"]), "predictions": predictions},
+               fig_outputs, {"source": "simulated", "types": list(types), "models": models,
+                             "fraction": "0.7"})
+    assert all((figures / f"{k}.png").stat().st_size > 1000 for k in fig_outputs)

@@ -102,14 +102,14 @@ def fit_summary(frame: pd.DataFrame, snr: pd.Series | None, region: dict | None)
     classes = _classes(frame)
     true, pred = label_indices(frame["true"], classes), label_indices(frame["pred"], classes)
     ids = frame["id"].astype(str).to_numpy()
-    out = {"confusion": _confusion(true, pred, len(classes)),
-           "correct": pd.Series(true == pred, index=ids), "n_test": len(ids)}
+    out = {"confusion": _confusion(true, pred, len(classes)), "ids": ids, "correct": true == pred,
+           "n_test": len(ids)}
     if snr is not None and region is not None:
-        missing = pd.Index(ids).difference(snr.index)
-        if len(missing):
-            raise ValueError(f"{len(missing)} test spectra have no S/N in the dataset "
-                             f"(first: {missing[0]})")
-        mask = snr_matched_mask(frame["true"], snr.loc[ids].to_numpy(), region)
+        values = snr.reindex(ids).to_numpy(dtype=float)
+        if np.isnan(values).any():
+            raise ValueError(f"{int(np.isnan(values).sum())} test spectra have no S/N in the dataset "
+                             f"(first: {ids[np.isnan(values)][0]})")
+        mask = snr_matched_mask(frame["true"], values, region)
         out["confusion_matched"] = _confusion(true[mask], pred[mask], len(classes))
         out["n_matched"] = int(mask.sum())
     return out
@@ -122,13 +122,10 @@ def _rng(seed: int, *key) -> np.random.Generator:
 
 def score_replicates(confusions, metrics, n_bootstrap: int, rng) -> dict[str, np.ndarray]:
     """{metric: (S, B)}: each seed's scores on B resamples of its test spectra."""
-    per_seed = {m: [] for m in metrics}
+    boot = np.stack([stats.confusion_bootstrap(c, n_bootstrap, rng) for c in confusions])
     with np.errstate(invalid="ignore", divide="ignore"):
-        for confusion in confusions:
-            scores = scores_from_confusion(stats.confusion_bootstrap(confusion, n_bootstrap, rng))
-            for m in metrics:
-                per_seed[m].append(scores[m])
-    return {m: np.array(v) for m, v in per_seed.items()}
+        scores = scores_from_confusion(boot)                     # each (S, B)
+    return {m: scores[m] for m in metrics}
 
 
 def observed_scores(confusions, metrics) -> dict[str, np.ndarray]:
@@ -221,13 +218,17 @@ def build_tables(fits: pd.DataFrame, predictions: dict, expected: dict, source: 
             cell["n_test"] = np.mean([f["n_test"] for f in fit_summaries])
         cells[(stype, model, frac)] = cell
 
-    tables = {"table3": _table3(cells, source, partial),
+    tables = {"table3": _table3(cells, source, partial).sort_values(
+                  ["type", "model", "train_fraction"], key=lambda s: s.map(order) if s.name == "model" else s,
+                  ignore_index=True, kind="stable"),
               "table4": _table4(cells, expected, source, partial, regions, n_bootstrap)}
     tables["table4"] = tables["table4"].sort_values(
         ["model", "type"], key=lambda s: s.map(order) if s.name == "model" else s,
         ignore_index=True, kind="stable")
     if matching:
-        tables["snr"] = _snr_table(cells, source, partial, regions)
+        tables["snr"] = _snr_table(cells, source, partial, regions).sort_values(
+            ["type", "model", "train_fraction"], key=lambda s: s.map(order) if s.name == "model" else s,
+            ignore_index=True, kind="stable")
     tables["table5"] = _table5(summaries, expected, source, partial, n_bootstrap, seed)
     return tables, missing
 
@@ -305,6 +306,16 @@ def _snr_table(cells, source, partial, regions) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _aligned(summary: dict, ids: np.ndarray, where: str) -> np.ndarray:
+    """summary's per-spectrum correctness in the order of ids; other test spectra raise."""
+    if np.array_equal(summary["ids"], ids):
+        return summary["correct"]
+    order = pd.Series(np.arange(len(summary["ids"])), index=summary["ids"]).reindex(ids)
+    if len(ids) != len(summary["ids"]) or order.isna().any():
+        raise ValueError(f"{where}: two models were scored on different test spectra")
+    return summary["correct"][order.to_numpy()]
+
+
 def _table5(summaries, expected, source, partial, n_bootstrap, seed) -> pd.DataFrame:
     """Every pair of models on the same test spectra, per type and fraction (Holm within each)."""
     rows = []
@@ -319,14 +330,8 @@ def _table5(summaries, expected, source, partial, n_bootstrap, seed) -> pd.DataF
             rng = _rng(seed, "pair", stype, frac, model_a, model_b)
             diffs, only_a, only_b, pvals, acc_a, acc_b, per_seed, n_test = [], [], [], [], [], [], [], []
             for s in seeds:
-                a = summaries[(stype, model_a, frac, s)]["correct"]
-                b = summaries[(stype, model_b, frac, s)]["correct"]
-                if not a.index.equals(b.index):
-                    if set(a.index) != set(b.index):
-                        raise ValueError(f"{stype} {frac} seed {s}: {model_a} and {model_b} were "
-                                         "scored on different test spectra")
-                    b = b.loc[a.index]
-                a, b = a.to_numpy(), b.to_numpy()
+                a, b = (summaries[(stype, m, frac, s)] for m in (model_a, model_b))
+                a, b = a["correct"], _aligned(b, a["ids"], f"{stype} {frac:g} seed {s}")
                 only_a.append(int((a & ~b).sum()))
                 only_b.append(int((~a & b).sum()))
                 pvals.append(stats.mcnemar_exact(only_a[-1], only_b[-1]))
@@ -399,7 +404,7 @@ def table3_markdown(table3: pd.DataFrame, n_bootstrap: int = 1000) -> str:
         lines += [f"## {stype} ({source})", "",
                   "| model | train fraction | n_train | n_test | P | R | F1 = 2PR/(P+R) | "
                   "mean per-class F1 | paper P / R / F1 |", "|---|---|---|---|---|---|---|---|---|"]
-        for (model, frac), rows in tgroup.groupby(["model", "train_fraction"], sort=True):
+        for (model, frac), rows in tgroup.groupby(["model", "train_fraction"], sort=False):
             by = rows.set_index("metric")
             paper = ""
             if by["paper"].notna().any() or model == "bert_cnn":
@@ -471,6 +476,9 @@ def snr_markdown(table: pd.DataFrame, fraction: float, n_bootstrap: int = 1000) 
              f"n: test spectra per fit (mean over seeds). Mean ± std [{ci_note(n_seeds, n_bootstrap)}]. "
              "Every fraction is in table_snr.csv.", ""]
     lines += _partial_note(table)
+    order = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
+    sub = sub.sort_values(["type", "model"], key=lambda s: s.map(order) if s.name == "model" else s,
+                          kind="stable")
     for stype, tgroup in sub.groupby("type", sort=True):
         region = tgroup["snr_region"].iloc[0]
         lines += [f"## {stype}: S/N region {region}", "",
