@@ -163,6 +163,17 @@ def test_table5_pairs_every_model_with_holm():
     assert "Holm" in md and md.count("| svm | cnn |") == 2
 
 
+def test_one_model_gives_an_empty_table5_that_still_renders(tmp_path):
+    from stellarspec.figures import forest_plot
+
+    fits, preds, expected, _ = fake_grid(models=("svm",), seeds=(0,))
+    table5 = build_tables(fits, preds, expected, "simulated", n_bootstrap=20)[0]["table5"]
+    assert table5.empty and "model_a" in table5.columns
+    assert "no pairs" in table5_markdown(table5, 0.7)
+    forest_plot(table5, tmp_path / "forest.png", "simulated", 0.7)
+    assert (tmp_path / "forest.png").stat().st_size > 0
+
+
 def test_incomplete_grid_is_refused_unless_partial_is_asked_for():
     fits, preds, expected, _ = fake_grid()
     fits = fits.drop(index=3)

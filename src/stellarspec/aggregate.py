@@ -25,6 +25,10 @@ SNR_METRICS = ("accuracy", "f1_of_macro_pr")
 FIT_COLUMNS = ("accuracy", "precision_macro", "recall_macro", "f1_of_macro_pr", "f1_macro_mean",
                "precision_weighted", "recall_weighted", "f1_weighted", "within_one_accuracy")
 KEY = ["type", "model", "train_fraction", "seed"]
+TABLE5_COLUMNS = ["source", "type", "train_fraction", "model_a", "model_b", "n_seeds", "n_test",
+                  "accuracy_a", "accuracy_b", "difference", "ci95_low", "ci95_high", "only_a_right",
+                  "only_b_right", "mcnemar_p_per_seed", "mcnemar_p", "mcnemar_p_pooled", "holm_p",
+                  "differs_95", "ci_excludes_zero", "partial"]
 ALPHA = 0.05
 
 
@@ -280,6 +284,7 @@ def _table4(cells, expected, source, partial, regions, n_bootstrap) -> pd.DataFr
         seeds = sorted(set.intersection(*(set(c["seeds"]) for c in per_type.values())))
         avg = [np.mean([c["observed"]["accuracy"][c["seeds"].index(s)] for c in per_type.values()])
                for s in seeds]
+        # Its CI: the mean of the types' replicates (each type's seeds drawn on their own).
         boot = (np.mean([c["replicates"]["accuracy"] for c in per_type.values()], axis=0)
                 if n_bootstrap else None)
         rows.append({"source": source, "model": model, "type": "average", "train_fraction": top,
@@ -358,7 +363,7 @@ def _table5(summaries, expected, source, partial, n_bootstrap, seed) -> pd.DataF
                 excludes_zero = bool(np.isfinite(r["ci95_low"]) and (r["ci95_low"] > 0 or r["ci95_high"] < 0))
                 rows.append(r | {"holm_p": float(p), "differs_95": bool(p < ALPHA),
                                  "ci_excludes_zero": excludes_zero, "partial": partial})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TABLE5_COLUMNS)
 
 
 # --- rendering ------------------------------------------------------------------------------------
