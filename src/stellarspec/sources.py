@@ -467,12 +467,15 @@ def _cap_query(cfg, stellar_type, rows: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ table
 
-def load_table(path) -> dict:
-    """The arrays of a labelled-spectra file (.npz or .h5), checked against the schema."""
+def load_table(path, labelled: bool = True) -> dict:
+    """The arrays of a labelled-spectra file (.npz or .h5), checked against the schema.
+    `labelled=False` (spectra to classify) needs only wave and flux; id defaults to
+    '<file stem>:<row>'."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table.path {path} does not exist")
-    required, optional = ("wave", "flux", "label", "snr", "id"), ("ivar", "group")
+    required = ("wave", "flux", "label", "snr", "id") if labelled else ("wave", "flux")
+    optional = ("ivar", "group") if labelled else ("ivar", "group", "label", "snr", "id")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in required + optional if k in z.files}
@@ -497,12 +500,17 @@ def load_table(path) -> dict:
                          f"{flux.shape}, wave {wave.shape}")
     if not (np.all(np.isfinite(wave)) and np.all(wave > 0) and np.all(np.diff(wave) > 0)):
         raise ValueError(f"{path}: wave must be positive, finite and strictly increasing")
+    problem = preprocess.wavelength_problem(wave)
+    if problem:
+        raise ValueError(f"{path}: wave must be in Å; {problem}")
     n = len(flux)
     for key in ("label", "snr", "id", "group"):
         if key in data and len(data[key]) != n:
             raise ValueError(f"{path}: {key} has {len(data[key])} entries, flux has {n} rows")
     if "ivar" in data and np.shape(data["ivar"]) != flux.shape:
         raise ValueError(f"{path}: ivar must have the shape of flux {flux.shape}")
+    if "id" not in data:
+        data["id"] = np.array([f"{path.stem}:{i}" for i in range(len(flux))])
     data.setdefault("group", data["id"])
     data["wave"] = wave
     return data
