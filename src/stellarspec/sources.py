@@ -13,9 +13,14 @@ Sources (cfg['source']):
              already on the common grid. Seed: simulated.seed.
   templates  stellarspec.simulate.template_spectra driven by templates.library. Seed:
              templates.seed.
-  sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits under sdss.spec_dir (searched
-             recursively), or, when spec_dir is null, the DR10 query and download of
-             stellarspec.sdss_remote into sdss.cache_dir. Then the paper's Table 1 selection.
+  sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits (or .fits.gz, .fits.bz2) under
+             sdss.spec_dir (searched recursively), or, when spec_dir is null, the DR10 query
+             and download of stellarspec.sdss_remote into sdss.cache_dir. Then the paper's
+             Table 1 selection.
+  lamost     LAMOST LRS spec-*.fits[.gz] files under lamost.spec_dir (lamost_fits, both
+             layouts), through the same selection: S/N from lamost.snr_column (SNRG, ...),
+             no ZWARNING, one spectrum per object by DESIG, OBSID or position
+             (lamost.object_id, match_radius_arcsec).
   table      a labelled-spectra file the user brings (table.path), schema below. Then the same
              selection, except that there is no de-duplication: its group ids keep spectra of
              one object together in the splits instead.
@@ -27,13 +32,17 @@ Selection for sdss, in this order; each dropped input becomes one rejects row:
   3. the subclass label matches one of the type's subclasses under label_policy (labels.py);
   4. ZWARNING == 0 (sdss);
   5. lo <= S/N <= hi for the subclass, S/N from snr_column (sdss) or the table's snr;
-  6. at least one good pixel on the common grid after resampling ('all masked');
+  6. after resampling, at least one good pixel on the common grid ('all masked'), at least
+     min_good_fraction (default 0.5) of its pixels good ('poor coverage'), and not flat: its
+     good pixels do not all have the same flux ('flat spectrum', which min-max would turn
+     into 0/0);
   7. one spectrum per object (sdss): the highest S/N is kept, the others are 'duplicate object';
   8. at most `count` spectra per subclass: spectra are ranked by a hash of (sdss.seed or
      table.seed, default 0, spectrum id) and the first `count` kept, the rest are 'above
      target count'. The hash makes the choice a seeded random sample that does not depend on
      the order of the files or on which other files are present.
-The table source applies 3, 5, finite flux and ivar, 6, unique ids and 8.
+The table source applies 3, 5, finite flux and ivar, 6, unique ids and 8; its wavelengths must
+be in Å (nm, µm or log10 Å are refused with the fix).
 
 Table schema (.npz, or .h5 with these datasets at the root):
 
@@ -48,7 +57,9 @@ Table schema (.npz, or .h5 with these datasets at the root):
 Reject reasons: those of sdss_fits (unreadable file, empty file, not FITS, truncated FITS,
 corrupt FITS, checksum mismatch, missing HDU, missing column, bad column format, invalid values,
 NaN/inf flux, all masked) and 'wrong class', 'subclass not in type', 'zwarning',
-'S/N outside window', 'duplicate object', 'duplicate id', 'above target count', 'download failed'.
+'S/N outside window', 'poor coverage', 'flat spectrum', 'duplicate object', 'duplicate id',
+'above target count', 'download failed'; lamost_fits adds 'air wavelengths' and
+'wavelength units'.
 """
 from __future__ import annotations
 
