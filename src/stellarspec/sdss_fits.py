@@ -9,7 +9,9 @@ It reads what the data layer needs from two HDUs, in the full and the lite layou
 `read_spec` parses the FITS headers itself and reads only the needed bytes with numpy (big-endian
 dtypes, TSCAL/TZERO applied as astropy does), which is far faster than astropy's generic table
 machinery (benchmarks/bench_reader.py). `read_spec_astropy` is the plain astropy reading of the
-same fields; the tests require both to give identical values on every real file.
+same fields; the tests require both to give identical values on every real file. A gzip or bz2
+file (told by its first bytes) is decompressed in memory once and parsed the same way
+(`open_fits`, shared with lamost_fits).
 
 The reader is strict, because a download cut short or a damaged disk must not pass as data:
 - it walks every HDU header to the end of the file, so truncation is caught even inside HDUs it
