@@ -158,7 +158,7 @@ def lamost_config(spec_dir, types, **lamost):
     return cfg
 
 
-def test_lamost_source_selection_and_rejects(shared_data, tmp_path):
+def test_lamost_source_selection_and_rejects(shared_data, tmp_path, capsys):
     spec_dir = tmp_path / "lamost"
     shutil.copytree(shared_data / "lamost", spec_dir)
     # A second spectrum of the G8 star of DR8, at lower S/N: a duplicate object.
@@ -170,6 +170,7 @@ def test_lamost_source_selection_and_rejects(shared_data, tmp_path):
     types = {"GK": {"G8": {"count": 5, "snr": [10, 100]}, "K0": {"count": 1, "snr": [10, 100]},
                     "K4": {"count": 5, "snr": [20, 100]}}}
     ds, rejects = sources.build_dataset(lamost_config(spec_dir, types), "GK")
+    assert "reading spectra: 15/15 [" in capsys.readouterr().err  # progress, in plain lines
     k0 = ["spec-56976-EG215014S003621B01_sp13-015", "spec-59698-HD125839S025413V03_sp06-190"]
     assert ds.id.tolist()[:2] == ["spec-57336-EG222106N010205M01_sp02-163",
                                   "spec-59616-GACII102N67B1_sp06-048"]
