@@ -85,14 +85,17 @@ def bundle_from_fit(fit_dir) -> dict:
         raise ModelError(f"{paths['dataset']} has classes {ds.classes}, the fit {info['classes']}")
     train = (np.asarray(read_json(paths["split"])["train"], dtype=np.int64)
              if paths["split"].is_file() else np.arange(len(ds)))
-    network = fit_module.load_classifier(fit_dir)
+    network = plain_network(fit_module.load_classifier(fit_dir))
     config = ds.provenance.get("config", {})
     good = (~ds.mask[train]).mean(axis=1)
     counts = pd.Series(ds.label[train]).value_counts()
     metrics = fit_module.evaluate_fit(fit_dir)["metrics"]
     return {
         "format": FORMAT, "version": FORMAT_VERSION,
-        "model": info["model"], "hparams": dict(network.hparams),
+        "model": info["model"],
+        # build_classifier's arguments: the architecture, without any training code
+        "architecture": {"model": info["model"], "params": info["params"],
+                         "n_pixels": int(ds.flux.shape[1]), "n_classes": len(ds.classes)},
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "classes": list(ds.classes),
         "preprocessing": {
@@ -195,11 +198,18 @@ def load_model(path) -> Model:
                              f"stellarspec reads version {FORMAT_VERSION}")
     else:
         raise ModelError(f"model {path} does not exist")
-    from .lightning_modules import ClassifierModule
+    from .lightning_modules import build_classifier
 
-    network = ClassifierModule(**bundle["hparams"])
+    network = build_classifier(**bundle["architecture"])
     network.load_state_dict(bundle["state_dict"])
     return Model(bundle, network.eval(), str(path))
+
+
+def plain_network(network):
+    """The nn.Module that maps flux to logits, without a Lightning wrapper around it."""
+    from .lightning_modules import ClassifierModule
+
+    return network.model if isinstance(network, ClassifierModule) else network
 
 
 # ----------------------------------------------------------------------------------- inputs
