@@ -59,6 +59,8 @@ def check_config(cfg):
         _config_error("table.path", f"labelled-spectra file {cfg['table']['path']} does not exist")
     if cfg["source"] == "sdss" and cfg["sdss"]["spec_dir"] and not Path(cfg["sdss"]["spec_dir"]).is_dir():
         _config_error("sdss.spec_dir", f"directory {cfg['sdss']['spec_dir']} does not exist")
+    if cfg["source"] == "lamost" and not (cfg["lamost"]["spec_dir"] and Path(cfg["lamost"]["spec_dir"]).is_dir()):
+        _config_error("lamost.spec_dir", f"directory {cfg['lamost']['spec_dir']} does not exist")
     if cfg["pretrain"]["extra_unlabelled"] and not Path(cfg["pretrain"]["extra_unlabelled"]).exists():
         _config_error("pretrain.extra_unlabelled", f"{cfg['pretrain']['extra_unlabelled']} does not exist")
 
@@ -95,7 +97,8 @@ def src(*modules):
     return [f"src/stellarspec/{m}.py" for m in ("__init__", "io", *modules)]
 
 
-SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
+SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
+               "lamost_fits", "readers", "progress")
 SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
                "fit", "preprocess")
@@ -103,7 +106,8 @@ SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "g
 
 def data_params(stellar_type):
     """The config keys that shape one type's dataset: changing any of them rebuilds it."""
-    keys = ("source", "scale", "grid", "normalise", "snr_column", "label_policy", SOURCE)
+    keys = ("source", "scale", "grid", "normalise", "min_good_fraction", "snr_column",
+            "label_policy", SOURCE)
     return {k: config[k] for k in keys} | {"types": {stellar_type: config["types"][stellar_type]}}
 
 
@@ -157,8 +161,10 @@ def saliency_inputs(name):
 
 
 def all_outputs():
-    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4"], ext=["csv", "md", "tex"])
-    figures = expand("results/figures/{fig}.png", fig=["learning_curves", "confusion_matrices", "per_class_f1"])
+    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4", "table_snr", "table5"],
+                    ext=["csv", "md", "tex"])
+    figures = expand("results/figures/{fig}.png",
+                     fig=["learning_curves", "confusion_matrices", "per_class_f1", "table5_forest"])
     if "bert_cnn" in MODELS:
         figures += ["results/figures/saliency.png"]
     return tables + figures
