@@ -22,7 +22,7 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
     assert count("pretrain") == 6
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
-    # reference models: snr_only's 3-depth grid gets CV, majority and template_fit have one point
+    # reference models: snr_only's 2-depth grid gets CV, majority and template_fit have one point
     assert count("cv_reference") == 6 * 2 and count("fit_reference") == 6 * 3
     assert count("evaluate") == 6 * 7
     assert count("aggregate") == 1
