@@ -150,8 +150,10 @@ def saliency_inputs(name):
 
 
 def all_outputs():
-    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4"], ext=["csv", "md", "tex"])
-    figures = expand("results/figures/{fig}.png", fig=["learning_curves", "confusion_matrices", "per_class_f1"])
+    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4", "table_snr", "table5"],
+                    ext=["csv", "md", "tex"])
+    figures = expand("results/figures/{fig}.png",
+                     fig=["learning_curves", "confusion_matrices", "per_class_f1", "table5_forest"])
     if "bert_cnn" in MODELS:
         figures += ["results/figures/saliency.png"]
     return tables + figures
