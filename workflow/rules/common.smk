@@ -140,8 +140,8 @@ def aggregate_inputs(name):
     """Every fit's file; with aggregate.allow_partial only those that already exist."""
     if not config["aggregate"]["allow_partial"]:
         return fit_outputs([name])
-    return [p for p in fit_outputs(["metrics.json"]) if Path(p).exists()
-            and Path(p).with_name(name).exists()]
+    return [str(Path(p).with_name(name)) for p in fit_outputs(["metrics.json"])
+            if Path(p).exists() and Path(p).with_name(name).exists()]
 
 
 def saliency_inputs(name):
