@@ -44,9 +44,11 @@ def pipeline_ivar(rec):
 def test_pipeline_label_of_real_m_stars(shared_data, legacy, name):
     """The pipeline's own SUBCLASS comes first for spec-0618 (M1, S/N 50). For spec-1079 (M1)
     and spec-1123 (M4) the neighbouring M2 / M3 fits 3% / 10% better in chi2/dof and the label
-    comes second: these files are not exactly the pipeline's input (no or_mask here for its
-    BADSKYCHI/REDMONSTER masking; DR10's re-extraction), and its minimum refinement differs.
-    The requirement is the top two, with the first where it matches."""
+    comes second. What differs from the pipeline's run: its input was the spPlate with its
+    or_mask (BADSKYCHI/REDMONSTER pixels masked; not in these files), its refinement fits a
+    Gaussian to 11 shifts, and which idlspec2d version made these labels is not recorded here;
+    +-600 km/s, a 9100 A red cut or 3 polynomial terms leave the order as it is. The
+    requirement is the top two, with the first where it matches."""
     rec = sdss_fits.read_spec(shared_data / "sdss/spectra" / f"{name}.fits")
     label = rec.meta["SUBCLASS"].strip()
     fit = fit_templates(rec.loglam.astype(np.float64), rec.flux[None], pipeline_ivar(rec)[None],

@@ -18,8 +18,9 @@ reduced chi-square. This module does the same, for many spectra at once:
 - the polynomial is Legendre in the observed pixel index scaled to [-1, 1] (the pipeline uses
   powers of the template pixel index: the same space of functions, better conditioned);
 - the default velocity grid is the pipeline's: whole pixels of the observed grid from
-  z = -0.004 to +0.004 (+-1200 km/s, 37 shifts at 69 km/s), as idlspec2d's later spreduce1d
-  (the one DR8+ ran on legacy plates); velocities_kms=... replaces the grid. The minimum is
+  z = -0.004 to +0.004 (+-1200 km/s, 37 shifts at 69 km/s), as in idlspec2d's later
+  spreduce1d (earlier versions searched +-600 km/s, which changes no label of the test
+  spectra); velocities_kms=... replaces the grid. The minimum is
   refined by the parabola through the grid minimum and its two neighbours; the pipeline fits a
   Gaussian to the 11 shifts within 5 pixels instead (find_nminima);
 - the template is interpolated linearly onto rest-frame log wavelength (exact slicing when the
