@@ -10,21 +10,31 @@ identical first. Three variants of the fast reader are timed:
     fast_no_walk     verify_structure=False (stops after the metadata HDU; skips the
                      truncation check of later HDUs)
 
+Compressed files and LAMOST (result key `compressed_and_lamost`), fast reader against astropy on
+each set, values checked identical to astropy and to the plain files first:
+
+    sdss_gzip        gzip copies (level 6) of the 20 SDSS files: sdss_fits.read_spec
+    lamost_gzip      the 14 real LAMOST LRS files as LAMOST serves them (.fits.gz):
+                     lamost_fits.read_lamost
+    lamost_plain     the same 14 decompressed
+
 Usage: python benchmarks/bench_reader.py [--reads 1000] [--repeats 3]
                                          [--out results/bench/reader.json]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from stellarspec import sdss_fits
+from stellarspec import lamost_fits, sdss_fits
 from stellarspec.io import package_versions, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,15 +50,18 @@ def real_files() -> list[Path]:
     return files
 
 
-def check_identical(files) -> None:
-    for path in files:
-        fast, ref = sdss_fits.read_spec(path), sdss_fits.read_spec_astropy(path)
+def check_identical(files, fast_read=sdss_fits.read_spec, ref_read=sdss_fits.read_spec_astropy,
+                    plain=None) -> None:
+    """Every file reads as astropy reads it (and as its plain copy, `plain`, reads)."""
+    for i, path in enumerate(files):
+        fast = fast_read(path)
+        ref = ref_read(path) if plain is None else fast_read(plain[i])
         for name in ("loglam", "flux", "ivar", "and_mask"):
             a, b = getattr(fast, name), getattr(ref, name)
             if a.dtype != b.dtype or not np.array_equal(a, b):
-                raise SystemExit(f"{path}: {name} differs from astropy")
+                raise SystemExit(f"{path}: {name} differs from the reference reading")
         if fast.meta != ref.meta:
-            raise SystemExit(f"{path}: metadata differs from astropy")
+            raise SystemExit(f"{path}: metadata differs from the reference reading")
 
 
 def read_cold(path):
@@ -99,8 +112,42 @@ def main() -> None:
     }
     for k, v in result["speedup_vs_astropy"].items():
         print(f"speedup {k}: {v:.1f}x")
+    with tempfile.TemporaryDirectory(prefix="bench-reader-") as tmp:
+        result["compressed_and_lamost"] = compressed_and_lamost(files, Path(tmp), args)
     write_json(args.out, result)
     print(f"wrote {args.out}")
+
+
+def compressed_and_lamost(sdss_files, tmp: Path, args) -> dict:
+    """files/s of the fast reader and astropy on gzip SDSS, gzip LAMOST and plain LAMOST."""
+    gz = []
+    for path in sdss_files:
+        gz.append(tmp / (path.parent.name + "-" + path.name + ".gz"))
+        gz[-1].write_bytes(gzip.compress(path.read_bytes(), compresslevel=6))
+    lamost_gz = sorted((SHARED / "data" / "lamost").glob("spec-*.fits.gz"))
+    lamost_plain = []
+    for path in lamost_gz:
+        lamost_plain.append(tmp / path.name.removesuffix(".gz"))
+        lamost_plain[-1].write_bytes(gzip.decompress(path.read_bytes()))
+    sets = {"sdss_gzip": (gz, sdss_fits.read_spec, sdss_fits.read_spec_astropy),
+            "lamost_gzip": (lamost_gz, lamost_fits.read_lamost, lamost_fits.read_lamost_astropy),
+            "lamost_plain": (lamost_plain, lamost_fits.read_lamost,
+                             lamost_fits.read_lamost_astropy)}
+    check_identical(gz, plain=sdss_files)
+    for files, fast, ref in sets.values():
+        check_identical(files, fast, ref)
+    check_identical(lamost_gz, lamost_fits.read_lamost, plain=lamost_plain)
+    out = {}
+    for name, (files, fast, ref) in sets.items():
+        rates = {reader: files_per_second(read, files, args.reads, args.repeats)
+                 for reader, read in (("astropy", ref), ("fast", fast))}
+        median = {k: statistics.median(v) for k, v in rates.items()}
+        out[name] = {"n_files": len(files), "files_per_s": median,
+                     "files_per_s_all_repeats": rates,
+                     "speedup_vs_astropy": median["fast"] / median["astropy"]}
+        print(f"{name:13s} fast {median['fast']:9.1f} files/s, astropy {median['astropy']:7.1f}"
+              f" files/s: {out[name]['speedup_vs_astropy']:.1f}x", flush=True)
+    return out
 
 
 if __name__ == "__main__":

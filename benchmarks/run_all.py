@@ -282,6 +282,12 @@ def section_b1(rec: dict) -> list[str]:
                    f"{', '.join(f'{v:.1f}' for v in r['files_per_s_all_repeats'][key])} | {x} |")
     out += ["", f"Target >= {B1_B2_TARGET:.0f}x (default reader): "
             f"**{met(ratio['fast'] >= B1_B2_TARGET)}** ({ratio['fast']:.1f}x)."]
+    if sets := r.get("compressed_and_lamost"):  # gzip SDSS, LAMOST gzip and plain
+        out += ["", "| files | n | fast files/s | astropy files/s | x astropy |",
+                "|---|---|---|---|---|"]
+        out += [f"| {name} | {s['n_files']} | {s['files_per_s']['fast']:.1f} | "
+                f"{s['files_per_s']['astropy']:.1f} | {s['speedup_vs_astropy']:.1f} |"
+                for name, s in sets.items()]
     return out
 
 

@@ -329,3 +329,56 @@ def test_table_on_another_grid_with_bad_rows(tmp_path):
     with pytest.raises(ValueError, match="missing snr"):
         sources.build_dataset(base_config(source="table", table={"path": str(tmp_path /
                                                                            "bad.npz")}), "K")
+
+
+# ------------------------------------------------------------- coverage, flat spectra, labels
+
+def grid_table(tmp_path, wave, flux, labels, name="cover.npz"):
+    n = len(flux)
+    path = tmp_path / name
+    write_table(path, {"wave": wave, "flux": np.asarray(flux, dtype=np.float64),
+                       "label": np.array(labels), "snr": np.full(n, 62.0),
+                       "id": np.array([f"s{i}" for i in range(n)])})
+    return base_config(source="table", table={"path": str(path)})
+
+
+def test_poor_coverage_is_rejected_and_good_coverage_kept(tmp_path):
+    grid = preprocess.grid_wave(REPO_CONFIG["grid"])  # 3840 pixels
+    rng = np.random.default_rng(0)
+    for fraction, kept in ((0.02, False), (0.90, True)):
+        wave = grid[:int(fraction * len(grid))]
+        flux = 1 + 0.1 * rng.random((2, len(wave)))
+        cfg = grid_table(tmp_path, wave, flux, ["K1", "K3"])
+        ds, rejects = sources.build_dataset(cfg, "K")
+        assert len(ds) == (2 if kept else 0), fraction
+        if not kept:
+            assert rejects["reason"].tolist() == [sources.POOR_COVERAGE] * 2
+            assert "2.0%" in rejects["detail"][0] and "min_good_fraction is 0.5" in \
+                rejects["detail"][0]
+        else:
+            assert rejects.empty
+    # The threshold is configurable.
+    cfg = grid_table(tmp_path, grid[:int(0.02 * len(grid))], np.ones((1, 76)) + np.arange(76),
+                     ["K1"])
+    ds, _ = sources.build_dataset({**cfg, "min_good_fraction": 0.01}, "K")
+    assert len(ds) == 1
+
+
+def test_flat_spectra_are_rejected_before_normalisation(tmp_path):
+    wave = preprocess.grid_wave(REPO_CONFIG["grid"])
+    flux = np.stack([np.zeros(len(wave)), np.full(len(wave), 3.5), 1 + np.sin(wave / 50)])
+    for normalise in ("minmax", "median", "none"):
+        cfg = {**grid_table(tmp_path, wave, flux, ["K1", "K3", "K5"]), "normalise": normalise}
+        ds, rejects = sources.build_dataset(cfg, "K")
+        assert ds.id.tolist() == ["s2"], normalise
+        assert dict(zip(rejects["source_id"], rejects["reason"])) == {
+            "s0": sources.FLAT_SPECTRUM, "s1": sources.FLAT_SPECTRUM}
+        assert np.isfinite(ds.flux).all()
+
+
+def test_reject_messages_quote_labels_not_python_reprs(tmp_path):
+    wave = preprocess.grid_wave(REPO_CONFIG["grid"])
+    cfg = grid_table(tmp_path, wave, [1 + np.sin(wave / 50)] * 2, ["G0", "K1"])
+    _, rejects = sources.build_dataset(cfg, "F")
+    assert rejects["detail"][0].startswith("SUBCLASS 'G0' is not one of F2, F5, F9")
+    assert "np.str_" not in " ".join(rejects["detail"])

@@ -64,6 +64,24 @@ def grid_wave(grid: dict) -> np.ndarray:
     return 10.0 ** grid_loglam(grid)
 
 
+AIR_FIX = ("the wavelengths are in air; the common grid is vacuum (like SDSS and LAMOST): "
+           "convert them to vacuum first (e.g. the IAU formula of Morton 2000)")
+
+
+def wavelength_problem(wave) -> str | None:
+    """Why a wavelength array (meant in Å) cannot be right, naming the fix; None if it can."""
+    wave = np.asarray(wave, dtype=np.float64)
+    lo, hi = float(np.nanmin(wave)), float(np.nanmax(wave))
+    span = f"the wavelengths span {lo:.4g}-{hi:.4g}"
+    if 2.5 < lo and hi < 5.0:
+        return f"{span}, which looks like log10(Å): give 10**wave"
+    if 100 < lo and hi < 2500:
+        return f"{span}, which looks like nm: multiply by 10 to give Å"
+    if 0.1 < lo and hi < 25:
+        return f"{span}, which looks like µm: multiply by 1e4 to give Å"
+    return None
+
+
 def bad_pixels(flux, ivar=None, and_mask=None) -> np.ndarray:
     """True where a pixel must not be used: ivar == 0, and_mask set, or flux not finite."""
     bad = ~np.isfinite(flux)

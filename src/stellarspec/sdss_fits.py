@@ -9,7 +9,9 @@ It reads what the data layer needs from two HDUs, in the full and the lite layou
 `read_spec` parses the FITS headers itself and reads only the needed bytes with numpy (big-endian
 dtypes, TSCAL/TZERO applied as astropy does), which is far faster than astropy's generic table
 machinery (benchmarks/bench_reader.py). `read_spec_astropy` is the plain astropy reading of the
-same fields; the tests require both to give identical values on every real file.
+same fields; the tests require both to give identical values on every real file. A gzip or bz2
+file (told by its first bytes) is decompressed in memory once and parsed the same way
+(`open_fits`, shared with lamost_fits).
 
 The reader is strict, because a download cut short or a damaged disk must not pass as data:
 - it walks every HDU header to the end of the file, so truncation is caught even inside HDUs it
@@ -27,9 +29,13 @@ short categories below.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
 import functools
+import gzip
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -165,6 +171,57 @@ def _parse_value(raw: str):
         return float(text.replace("D", "E"))
 
 
+class _InMemory(NamedTuple):
+    """A decompressed file, read through `_pread` like an open file."""
+    data: bytes
+
+
+def _pread(src, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset` of an open file descriptor or of an `_InMemory` file."""
+    if isinstance(src, int):
+        return os.pread(src, size, offset)
+    return src.data[offset:offset + size]
+
+
+_DECOMPRESS = {"gzip": gzip.decompress, "bz2": bz2.decompress}
+COMPRESSED_SUFFIXES = (".gz", ".bz2")
+
+
+def compression(head: bytes) -> str | None:
+    """'gzip', 'bz2' or None, from a file's first bytes (the name may lie)."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return "bz2" if head.startswith(b"BZh") else None
+
+
+@contextlib.contextmanager
+def open_fits(path):
+    """(source for `_pread`, size in bytes) of a FITS file, gzip or bz2 compressed or not.
+
+    A compressed file is decompressed to memory once and then parsed exactly like a plain one.
+    Raises SpecFileError (unreadable, or a truncated or damaged compressed stream)."""
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError as err:
+        raise SpecFileError(UNREADABLE, f"{type(err).__name__}: {err.strerror}") from None
+    try:
+        kind = compression(os.pread(fd, 3, 0))
+        if kind is None:
+            yield fd, os.fstat(fd).st_size
+            return
+        try:
+            data = _DECOMPRESS[kind](os.pread(fd, os.fstat(fd).st_size, 0))
+        except (EOFError, ValueError) as err:
+            raise SpecFileError(TRUNCATED, f"{kind} stream is cut short ({err})") from None
+        except (OSError, zlib.error) as err:
+            raise SpecFileError(CORRUPT, f"{kind} stream is damaged ({err})") from None
+        yield _InMemory(data), len(data)
+    except OSError as err:
+        raise SpecFileError(UNREADABLE, f"{type(err).__name__}: {err}") from None
+    finally:
+        os.close(fd)
+
+
 def _header_end(fd: int, offset: int, file_size: int, index: int) -> bytes:
     """Raw header blocks starting at `offset`, up to and including the block with END."""
     if offset + BLOCK > file_size:
@@ -173,7 +230,7 @@ def _header_end(fd: int, offset: int, file_size: int, index: int) -> bytes:
     chunk = 4 * BLOCK
     buf = b""
     while True:
-        got = os.pread(fd, min(chunk, file_size - offset - len(buf)), offset + len(buf))
+        got = _pread(fd, min(chunk, file_size - offset - len(buf)), offset + len(buf))
         start = max(0, len(buf) - CARD)
         buf += got
         pos = buf.find(END_CARD, start)
@@ -257,7 +314,7 @@ def _walk(fd: int, file_size: int, verify_structure: bool) -> list[_Hdu]:
     """HDUs in file order: all of them, or only up to COADD and the metadata HDU."""
     if file_size == 0:
         raise SpecFileError(EMPTY, "the file has 0 bytes")
-    head = os.pread(fd, min(CARD, file_size), 0)
+    head = _pread(fd, min(CARD, file_size), 0)
     if not head.startswith(b"SIMPLE  ="):
         raise SpecFileError(NOT_FITS, f"the file starts with {head[:16]!r}, not a SIMPLE card")
     hdus, names, offset = [], set(), 0
@@ -313,11 +370,14 @@ def _table_columns(header: bytes, index: int) -> tuple[dict, int, int]:
     return columns, row_bytes, n_rows
 
 
-def _need(columns: dict, name: str, index: int, extname: str, repeat: int = 1) -> _Column:
+def _need(columns: dict, name: str, index: int, extname: str, repeat: int | None = 1,
+          kinds: set | None = None) -> _Column:
+    """The column `name`, checked against its TFORM kinds (`repeat=None`: any vector length)."""
     col = columns.get(name.upper())
     if col is None:
         raise SpecFileError(MISSING_COLUMN, f"{extname} (HDU {index}) has no column {name}")
-    if col.code not in _KINDS[name] or (col.code != "A" and col.repeat != repeat):
+    kinds = _KINDS[name] if kinds is None else kinds
+    if col.code not in kinds or (col.code != "A" and repeat is not None and col.repeat != repeat):
         raise SpecFileError(BAD_COLUMN, f"{extname} column {name} has TFORM "
                                         f"{col.repeat}{col.code}")
     return col
@@ -356,7 +416,7 @@ def _cell(row: bytes, col: _Column, what: str):
 
 def _read_data(fd: int, hdu: _Hdu, verify_checksums: bool) -> bytes:
     """The HDU's table bytes (without padding); checks padding and CHECKSUM/DATASUM."""
-    padded = os.pread(fd, hdu.padded_bytes, hdu.data_offset)
+    padded = _pread(fd, hdu.padded_bytes, hdu.data_offset)
     if len(padded) != hdu.padded_bytes:
         raise SpecFileError(TRUNCATED, f"HDU {hdu.index} data is cut short")
     if padded[hdu.data_bytes:].strip(b"\x00"):
@@ -397,26 +457,21 @@ def _verify_checksums(hdu: _Hdu, padded: bytes) -> None:
 def read_spec(path, verify_structure: bool = True, verify_checksums: bool = True) -> SpecRecord:
     """Read one spec file. Raises SpecFileError (with a reject reason) if it cannot be used."""
     path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as err:
-        raise SpecFileError(UNREADABLE, f"{type(err).__name__}: {err.strerror}") from None
-    try:
-        file_size = os.fstat(fd).st_size
-        hdus = _walk(fd, file_size, verify_structure)
-        by_name = {h.extname: h for h in reversed(hdus)}  # the first HDU of a name wins
-        coadd = by_name.get("COADD")
-        meta_hdu = next((by_name[n] for n in META_HDUS if n in by_name), None)
-        if coadd is None:
-            raise SpecFileError(MISSING_HDU, f"no COADD HDU among {len(hdus)} HDUs")
-        if meta_hdu is None:
-            raise SpecFileError(MISSING_HDU, f"no SPECOBJ or SPALL HDU among {len(hdus)} HDUs")
-        arrays = _read_coadd(fd, coadd, verify_checksums)
-        meta = _read_meta(fd, meta_hdu, verify_checksums)
-    except OSError as err:
-        raise SpecFileError(UNREADABLE, f"{type(err).__name__}: {err}") from None
-    finally:
-        os.close(fd)
+    with open_fits(path) as (fd, file_size):
+        return read_open(path, fd, _walk(fd, file_size, verify_structure), verify_checksums)
+
+
+def read_open(path: str, fd, hdus: list, verify_checksums: bool = True) -> SpecRecord:
+    """The SpecRecord of a file already opened (`open_fits`) and walked (`_walk`)."""
+    by_name = {h.extname: h for h in reversed(hdus)}  # the first HDU of a name wins
+    coadd = by_name.get("COADD")
+    meta_hdu = next((by_name[n] for n in META_HDUS if n in by_name), None)
+    if coadd is None:
+        raise SpecFileError(MISSING_HDU, f"no COADD HDU among {len(hdus)} HDUs")
+    if meta_hdu is None:
+        raise SpecFileError(MISSING_HDU, f"no SPECOBJ or SPALL HDU among {len(hdus)} HDUs")
+    arrays = _read_coadd(fd, coadd, verify_checksums)
+    meta = _read_meta(fd, meta_hdu, verify_checksums)
     return SpecRecord(path, *arrays, meta=meta)
 
 
@@ -493,11 +548,13 @@ def check_values(rec: SpecRecord) -> None:
 
 
 def iter_read(paths, validate: bool = True, verify_structure: bool = True,
-              verify_checksums: bool = True):
-    """Yield (record, None) or (None, Reject) for each path in order; never raises on a bad file."""
+              verify_checksums: bool = True, read=None):
+    """Yield (record, None) or (None, Reject) for each path in order; never raises on a bad file.
+    `read(path, verify_structure, verify_checksums)` is the reader (default: `read_spec`)."""
+    read = read_spec if read is None else read
     for path in paths:
         try:
-            rec = read_spec(path, verify_structure, verify_checksums)
+            rec = read(path, verify_structure, verify_checksums)
             if validate:
                 check_values(rec)
         except SpecFileError as err:

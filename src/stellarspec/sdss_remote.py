@@ -41,6 +41,7 @@ import requests
 
 from . import sdss_fits
 from .io import atomic_path
+from .progress import progress
 
 SAS_SPECTRA = "https://data.sdss.org/sas/dr{release}/sdss/spectro/redux/{run2d}/spectra"
 CAS_SNR_COLUMNS = {"SN_MEDIAN_ALL": "snMedian", "SN_MEDIAN_U": "snMedian_u",
@@ -102,7 +103,9 @@ def query_type(cfg: dict, stellar_type: str, query_fn=None, sleep=time.sleep) ->
     cache = Path(sdss["cache_dir"])
     query_fn = query_fn or astroquery_sql(int(sdss.get("data_release", 10)))
     parts = []
-    for subclass, spec in cfg["types"][stellar_type].items():
+    subclasses = cfg["types"][stellar_type].items()
+    for subclass, spec in progress(subclasses, f"DR10 query, type {stellar_type}",
+                                   unit="subclasses", every=1):
         sql = build_query(subclass, spec["snr"], snr_column=cfg.get("snr_column", "SN_MEDIAN_ALL"),
                           run2d=str(sdss.get("run2d", "26")))
         cached = cache / "queries" / f"{hashlib.sha256(sql.encode()).hexdigest()[:16]}.csv"
@@ -239,7 +242,8 @@ def download_spectra(selection: pd.DataFrame, cache_dir, manifest_path, *, run2d
     session = session or _default_session()
     recorded = _recorded_sizes(manifest_path)
     rows = []
-    for i, sel in enumerate(selection.itertuples(index=False)):
+    for i, sel in enumerate(progress(selection.itertuples(index=False), "downloading spectra",
+                                     total=len(selection), every=100)):
         plate, mjd, fiber = int(sel.plate), int(sel.mjd), int(sel.fiberID)
         url = spec_url(plate, mjd, fiber, run2d, release)
         dest = cache_dir / "spectra" / f"{plate:04d}" / spec_name(plate, mjd, fiber)

@@ -13,9 +13,14 @@ Sources (cfg['source']):
              already on the common grid. Seed: simulated.seed.
   templates  stellarspec.simulate.template_spectra driven by templates.library. Seed:
              templates.seed.
-  sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits under sdss.spec_dir (searched
-             recursively), or, when spec_dir is null, the DR10 query and download of
-             stellarspec.sdss_remote into sdss.cache_dir. Then the paper's Table 1 selection.
+  sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits (or .fits.gz, .fits.bz2) under
+             sdss.spec_dir (searched recursively), or, when spec_dir is null, the DR10 query
+             and download of stellarspec.sdss_remote into sdss.cache_dir. Then the paper's
+             Table 1 selection.
+  lamost     LAMOST LRS spec-*.fits[.gz] files under lamost.spec_dir (lamost_fits, both
+             layouts), through the same selection: S/N from lamost.snr_column (SNRG, ...),
+             no ZWARNING, one spectrum per object by DESIG, OBSID or position
+             (lamost.object_id, match_radius_arcsec).
   table      a labelled-spectra file the user brings (table.path), schema below. Then the same
              selection, except that there is no de-duplication: its group ids keep spectra of
              one object together in the splits instead.
@@ -27,13 +32,17 @@ Selection for sdss, in this order; each dropped input becomes one rejects row:
   3. the subclass label matches one of the type's subclasses under label_policy (labels.py);
   4. ZWARNING == 0 (sdss);
   5. lo <= S/N <= hi for the subclass, S/N from snr_column (sdss) or the table's snr;
-  6. at least one good pixel on the common grid after resampling ('all masked');
+  6. after resampling, at least one good pixel on the common grid ('all masked'), at least
+     min_good_fraction (default 0.5) of its pixels good ('poor coverage'), and not flat: its
+     good pixels do not all have the same flux ('flat spectrum', which min-max would turn
+     into 0/0);
   7. one spectrum per object (sdss): the highest S/N is kept, the others are 'duplicate object';
   8. at most `count` spectra per subclass: spectra are ranked by a hash of (sdss.seed or
      table.seed, default 0, spectrum id) and the first `count` kept, the rest are 'above
      target count'. The hash makes the choice a seeded random sample that does not depend on
      the order of the files or on which other files are present.
-The table source applies 3, 5, finite flux and ivar, 6, unique ids and 8.
+The table source applies 3, 5, finite flux and ivar, 6, unique ids and 8; its wavelengths must
+be in Å (nm, µm or log10 Å are refused with the fix).
 
 Table schema (.npz, or .h5 with these datasets at the root):
 
@@ -48,7 +57,9 @@ Table schema (.npz, or .h5 with these datasets at the root):
 Reject reasons: those of sdss_fits (unreadable file, empty file, not FITS, truncated FITS,
 corrupt FITS, checksum mismatch, missing HDU, missing column, bad column format, invalid values,
 NaN/inf flux, all masked) and 'wrong class', 'subclass not in type', 'zwarning',
-'S/N outside window', 'duplicate object', 'duplicate id', 'above target count', 'download failed'.
+'S/N outside window', 'poor coverage', 'flat spectrum', 'duplicate object', 'duplicate id',
+'above target count', 'download failed'; lamost_fits adds 'air wavelengths' and
+'wavelength units'.
 """
 from __future__ import annotations
 
@@ -59,12 +70,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import preprocess, sdss_fits
+from . import lamost_fits, preprocess, readers, sdss_fits
 from .dataset import SpectraSet, save_dataset
 from .io import atomic_path, config_hash, package_versions
 from .labels import POLICIES, match_subclass
+from .progress import progress
 
-SOURCES = ("simulated", "templates", "sdss", "table")
+SOURCES = ("simulated", "templates", "sdss", "lamost", "table")
 REJECT_COLUMNS = ["source_id", "reason", "detail"]
 WRONG_CLASS = "wrong class"
 NOT_IN_TYPE = "subclass not in type"
@@ -74,6 +86,9 @@ DUPLICATE_OBJECT = "duplicate object"
 DUPLICATE_ID = "duplicate id"
 ABOVE_COUNT = "above target count"
 DOWNLOAD_FAILED = "download failed"
+POOR_COVERAGE = "poor coverage"
+FLAT_SPECTRUM = "flat spectrum"
+MIN_GOOD_FRACTION = 0.5  # of the common grid's pixels; config key min_good_fraction
 
 
 class NoSpectraError(RuntimeError):
@@ -94,7 +109,7 @@ def build_dataset(cfg: dict, stellar_type: str) -> tuple[SpectraSet, pd.DataFram
         raise ValueError(f"label_policy must be one of {POLICIES}, "
                          f"got {cfg.get('label_policy')!r}")
     builder = {"simulated": _simulated, "templates": _templates, "sdss": _sdss,
-               "table": _table}[source]
+               "lamost": _lamost, "table": _table}[source]
     batch, rejects, inputs = builder(cfg, stellar_type)
     return _to_dataset(cfg, stellar_type, batch, rejects, inputs)
 
@@ -120,7 +135,8 @@ def config_subset(cfg: dict, stellar_type: str) -> dict:
     source = cfg["source"]
     subset = {"source": source, "stellar_type": stellar_type,
               "types": {stellar_type: cfg["types"][stellar_type]}, "grid": cfg["grid"],
-              "normalise": cfg.get("normalise", "minmax")}
+              "normalise": cfg.get("normalise", "minmax"),
+              "min_good_fraction": min_good_fraction(cfg)}
     if source in ("simulated", "templates"):
         subset.update(scale=cfg.get("scale", 1.0), **{source: cfg.get(source, {})})
     if source == "sdss":
@@ -128,9 +144,15 @@ def config_subset(cfg: dict, stellar_type: str) -> dict:
                       label_policy=cfg.get("label_policy", "exact"),
                       sdss={k: v for k, v in cfg["sdss"].items()
                             if k not in ("cache_dir", "max_retries")})
+    if source == "lamost":
+        subset.update(label_policy=cfg.get("label_policy", "exact"), lamost=cfg["lamost"])
     if source == "table":
         subset.update(label_policy=cfg.get("label_policy", "exact"), table=cfg["table"])
     return subset
+
+
+def min_good_fraction(cfg: dict) -> float:
+    return float(cfg.get("min_good_fraction", MIN_GOOD_FRACTION))
 
 
 def cap_rank(ids, seed: int = 0) -> np.ndarray:
@@ -164,11 +186,37 @@ def _reject(rejects: list, source_id, reason: str, detail: str) -> None:
     rejects.append({"source_id": str(source_id), "reason": reason, "detail": detail})
 
 
-def _drop_unusable(batch: _Batch, rejects: list) -> _Batch:
-    keep = batch.n_good > 0
-    for sid in batch.meta.loc[~keep, "source_id"]:
-        _reject(rejects, sid, sdss_fits.ALL_MASKED, "no good pixel on the common grid")
-    return batch.take(np.flatnonzero(keep))
+def unusable(flux, mask, min_fraction: float) -> list[tuple[str, str] | None]:
+    """(reason, detail) for each preprocessed spectrum that must not be used, else None: no good
+    pixel on the common grid, fewer than `min_fraction` of them good, or a flat spectrum (its
+    good pixels all equal). Normalisation maps each row by a positive affine map, so a row is
+    flat after it exactly when it was flat before (where min-max would have divided 0 by 0)."""
+    flux, good = np.atleast_2d(flux), ~np.atleast_2d(mask)
+    n_good = good.sum(axis=1)
+    span = (np.where(good, flux, -np.inf).max(axis=1) - np.where(good, flux, np.inf).min(axis=1))
+    out = []
+    for n, s in zip(n_good, span):
+        fraction = n / flux.shape[1]
+        if n == 0:
+            out.append((sdss_fits.ALL_MASKED, "no good pixel on the common grid"))
+        elif fraction < min_fraction:
+            out.append((POOR_COVERAGE, f"{n} of {flux.shape[1]} pixels of the common grid "
+                                       f"({fraction:.1%}) are good; min_good_fraction is "
+                                       f"{min_fraction:g}"))
+        elif not s > 0:
+            out.append((FLAT_SPECTRUM, "every good pixel has the same flux: nothing to "
+                                       "normalise or classify"))
+        else:
+            out.append(None)
+    return out
+
+
+def _drop_unusable(batch: _Batch, rejects: list, cfg: dict) -> _Batch:
+    problems = unusable(batch.flux, batch.mask, min_good_fraction(cfg)) if len(batch.flux) else []
+    for sid, problem in zip(batch.meta["source_id"], problems):
+        if problem is not None:
+            _reject(rejects, sid, *problem)
+    return batch.take(np.array([i for i, p in enumerate(problems) if p is None], dtype=np.int64))
 
 
 # ------------------------------------------------------------------------- offline sources
@@ -191,7 +239,7 @@ def _generated(cfg, stellar_type, generate):
     meta = pd.DataFrame({"id": meta["id"].astype(str), "group": meta["group"].astype(str),
                          "label": meta["label"].astype(str),
                          "snr": meta["snr"].astype(np.float32), "source_id": meta["id"], **truth})
-    batch = _drop_unusable(_Batch(prepared, meta), rejects)
+    batch = _drop_unusable(_Batch(prepared, meta), rejects, cfg)
     return batch, rejects, {"n_generated": int(len(flux))}
 
 
@@ -226,7 +274,7 @@ def _sdss(cfg, stellar_type):
         spec_dir = Path(sdss["spec_dir"])
         if not spec_dir.is_dir():
             raise FileNotFoundError(f"sdss.spec_dir {spec_dir} is not a directory")
-        paths = sorted(str(p) for p in spec_dir.rglob("*.fits") if p.is_file())
+        paths = readers.find_spectrum_files([spec_dir], tables=False)
         inputs = {"spec_dir": str(spec_dir), "n_files": len(paths),
                   "files_digest": _listing_digest(paths)}
     else:
@@ -246,6 +294,71 @@ def _sdss(cfg, stellar_type):
     return batch, rejects, inputs
 
 
+# ----------------------------------------------------------------------------------- lamost
+
+LAMOST_OBJECT_IDS = ("desig", "obsid", "position")
+
+
+def _lamost(cfg, stellar_type):
+    """LAMOST LRS files below lamost.spec_dir, through the selection of the sdss source."""
+    lamost = cfg.get("lamost") or {}
+    if not lamost.get("spec_dir"):
+        raise ValueError("source: lamost needs lamost.spec_dir, a directory of LAMOST LRS "
+                         "spec-*.fits[.gz] files")
+    spec_dir = Path(lamost["spec_dir"])
+    if not spec_dir.is_dir():
+        raise FileNotFoundError(f"lamost.spec_dir {spec_dir} is not a directory")
+    mode = lamost.get("object_id", "desig")
+    if mode not in LAMOST_OBJECT_IDS:
+        raise ValueError(f"lamost.object_id must be one of {LAMOST_OBJECT_IDS}, got {mode!r}")
+    paths = readers.find_spectrum_files([spec_dir], tables=False)
+    inputs = {"spec_dir": str(spec_dir), "n_files": len(paths),
+              "files_digest": _listing_digest(paths)}
+    rejects = []
+    batch = _select_records(cfg, stellar_type, paths, rejects, read=lamost_fits.read_lamost,
+                            snr_column=lamost.get("snr_column", "SNRG"),
+                            snr_hint="LAMOST headers have SNRU, SNRG, SNRR, SNRI, SNRZ")
+    batch.meta["group"] = lamost_groups(batch.meta, mode,
+                                        float(lamost.get("match_radius_arcsec", 3.0)))
+    batch = _one_per_object(batch, rejects)
+    batch = _cap(cfg, stellar_type, batch, rejects, seed=int(lamost.get("seed", 0)))
+    return batch, rejects, inputs
+
+
+def lamost_groups(meta: pd.DataFrame, mode: str, radius_arcsec: float) -> np.ndarray:
+    """Object id per spectrum. 'desig' (default) keeps the reader's DESIG-based id, 'obsid' uses
+    OBSID; rows without that key, and every row under 'position', are matched by position: all
+    spectra within `radius_arcsec` of each other (friends of friends) are one object."""
+    group = meta["group"].to_numpy(dtype=object).copy()
+    if mode == "obsid":
+        group = np.array([f"obsid:{int(o)}" if pd.notna(o) else g
+                          for o, g in zip(meta["obsid"], group)], dtype=object)
+    prefix = {"desig": "desig:", "obsid": "obsid:"}.get(mode, "\0")
+    ra = pd.to_numeric(meta["ra"], errors="coerce").to_numpy(dtype=np.float64)
+    dec = pd.to_numeric(meta["dec"], errors="coerce").to_numpy(dtype=np.float64)
+    todo = np.flatnonzero([not str(g).startswith(prefix) for g in group]
+                          & np.isfinite(ra) & np.isfinite(dec))
+    if len(todo):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+        from scipy.spatial import cKDTree
+
+        ra_r, dec_r = np.radians(ra[todo]), np.radians(dec[todo])
+        xyz = np.column_stack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r),
+                               np.sin(dec_r)])
+        chord = 2 * np.sin(np.radians(radius_arcsec / 3600) / 2)
+        pairs = cKDTree(xyz).query_pairs(chord, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                           shape=(len(todo), len(todo)))
+        _, component = connected_components(graph, directed=False)
+        ids = meta["id"].to_numpy(dtype=str)[todo]
+        first = {}
+        for c, i in sorted(zip(component, ids), key=lambda t: t[1]):
+            first.setdefault(c, i)
+        group[todo] = [f"pos:{first[c]}" for c in component]
+    return group.astype(str)
+
+
 def _listing_digest(paths) -> str:
     """Hash of the input files' names and sizes: a changed input changes the provenance."""
     h = hashlib.sha256()
@@ -255,13 +368,15 @@ def _listing_digest(paths) -> str:
     return h.hexdigest()[:16]
 
 
-def _select_records(cfg, stellar_type, paths, rejects) -> _Batch:
+def _select_records(cfg, stellar_type, paths, rejects, read=sdss_fits.read_spec,
+                    snr_column=None, snr_hint="needs SN_MEDIAN") -> _Batch:
     """Read, check and select file by file; only the selected spectra stay in memory."""
     subclasses = cfg["types"][stellar_type]
     policy = cfg.get("label_policy", "exact")
-    snr_column = cfg.get("snr_column", "SN_MEDIAN_ALL")
+    snr_column = snr_column or cfg.get("snr_column", "SN_MEDIAN_ALL")
     kept, rows = [], []
-    for rec, bad in sdss_fits.iter_read(paths):
+    for rec, bad in progress(sdss_fits.iter_read(paths, read=read), "reading spectra",
+                             total=len(paths)):
         if bad is not None:
             _reject(rejects, bad.path, bad.reason, bad.detail)
             continue
@@ -274,13 +389,13 @@ def _select_records(cfg, stellar_type, paths, rejects) -> _Batch:
             _reject(rejects, sid, NOT_IN_TYPE, _not_in_type(meta["SUBCLASS"], stellar_type,
                                                              subclasses, policy))
             continue
-        if meta["ZWARNING"] != 0:
+        if meta.get("ZWARNING", 0) != 0:  # LAMOST files have no ZWARNING
             _reject(rejects, sid, ZWARNING, f"ZWARNING = {meta['ZWARNING']}")
             continue
         snr = meta.get(snr_column)
         if snr is None:
             _reject(rejects, sid, sdss_fits.MISSING_COLUMN,
-                    f"snr_column {snr_column} is not in the file (needs SN_MEDIAN)")
+                    f"snr_column {snr_column} is not in the file ({snr_hint})")
             continue
         lo, hi = subclasses[label]["snr"]
         if not lo <= snr <= hi:
@@ -289,15 +404,17 @@ def _select_records(cfg, stellar_type, paths, rejects) -> _Batch:
             continue
         kept.append(rec)
         rows.append({"id": meta["SPEC_ID"], "group": meta["OBJECT_ID"], "label": label,
-                     "snr": np.float32(snr), "source_id": sid})
+                     "snr": np.float32(snr), "source_id": sid,
+                     "ra": meta.get("RA"), "dec": meta.get("DEC"), "obsid": meta.get("OBSID")})
     loglam = common_loglam(cfg)
     prepared = preprocess.preprocess_records(kept, loglam, cfg.get("normalise", "minmax"))
-    meta = pd.DataFrame(rows, columns=["id", "group", "label", "snr", "source_id"])
-    return _drop_unusable(_Batch(prepared, meta), rejects)
+    meta = pd.DataFrame(rows, columns=["id", "group", "label", "snr", "source_id", "ra", "dec",
+                                       "obsid"])
+    return _drop_unusable(_Batch(prepared, meta), rejects, cfg)
 
 
 def _not_in_type(raw, stellar_type, subclasses, policy) -> str:
-    detail = (f"SUBCLASS {raw!r} is not one of {', '.join(subclasses)} (type {stellar_type}) "
+    detail = (f"SUBCLASS '{raw}' is not one of {', '.join(subclasses)} (type {stellar_type}) "
               f"under label_policy '{policy}'")
     if policy == "exact" and match_subclass(raw, subclasses, "mk_subclass"):
         detail += "; it would match under label_policy 'mk_subclass'"
@@ -328,7 +445,7 @@ def _unique_ids(batch: _Batch, rejects) -> _Batch:
     seen, keep = set(), []
     for i, (sid, spec_id) in enumerate(zip(batch.meta["source_id"], batch.meta["id"])):
         if spec_id in seen:
-            _reject(rejects, sid, DUPLICATE_ID, f"id {spec_id!r} appears more than once")
+            _reject(rejects, sid, DUPLICATE_ID, f"id '{spec_id}' appears more than once")
         else:
             seen.add(spec_id)
             keep.append(i)
@@ -366,12 +483,15 @@ def _cap_query(cfg, stellar_type, rows: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ table
 
-def load_table(path) -> dict:
-    """The arrays of a labelled-spectra file (.npz or .h5), checked against the schema."""
+def load_table(path, labelled: bool = True) -> dict:
+    """The arrays of a labelled-spectra file (.npz or .h5), checked against the schema.
+    `labelled=False` (spectra to classify) needs only wave and flux; id defaults to
+    '<file stem>:<row>'."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table.path {path} does not exist")
-    required, optional = ("wave", "flux", "label", "snr", "id"), ("ivar", "group")
+    required = ("wave", "flux", "label", "snr", "id") if labelled else ("wave", "flux")
+    optional = ("ivar", "group") if labelled else ("ivar", "group", "label", "snr", "id")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in required + optional if k in z.files}
@@ -396,12 +516,17 @@ def load_table(path) -> dict:
                          f"{flux.shape}, wave {wave.shape}")
     if not (np.all(np.isfinite(wave)) and np.all(wave > 0) and np.all(np.diff(wave) > 0)):
         raise ValueError(f"{path}: wave must be positive, finite and strictly increasing")
+    problem = preprocess.wavelength_problem(wave)
+    if problem:
+        raise ValueError(f"{path}: wave must be in Å; {problem}")
     n = len(flux)
     for key in ("label", "snr", "id", "group"):
         if key in data and len(data[key]) != n:
             raise ValueError(f"{path}: {key} has {len(data[key])} entries, flux has {n} rows")
     if "ivar" in data and np.shape(data["ivar"]) != flux.shape:
         raise ValueError(f"{path}: ivar must have the shape of flux {flux.shape}")
+    if "id" not in data:
+        data["id"] = np.array([f"{path.stem}:{i}" for i in range(len(flux))])
     data.setdefault("group", data["id"])
     data["wave"] = wave
     return data
@@ -443,7 +568,7 @@ def _table(cfg, stellar_type):
     meta = pd.DataFrame({"id": data["id"][keep], "group": data["group"][keep],
                          "label": labels, "snr": np.asarray(data["snr"])[keep].astype(np.float32),
                          "source_id": data["id"][keep]})
-    batch = _drop_unusable(_Batch(prepared, meta), rejects)
+    batch = _drop_unusable(_Batch(prepared, meta), rejects, cfg)
     batch = _unique_ids(batch, rejects)
     batch = _cap(cfg, stellar_type, batch, rejects, seed=int(table_cfg.get("seed", 0)))
     inputs = {"table_sha256": _file_sha256(table_cfg["path"]), "n_rows": int(len(flux))}
@@ -503,8 +628,9 @@ def _explain_empty(cfg, stellar_type, ds, rejects, empty, rejects_csv) -> str:
     if len(by_reason):
         lines.append("Rejected: " + ", ".join(f"{r} {n}" for r, n in by_reason.items()) + ".")
     hints = []
-    if source == "sdss" and ds.provenance["inputs"].get("n_files") == 0:
-        hints.append(f"sdss.spec_dir ({cfg['sdss']['spec_dir']}) holds no *.fits files")
+    if source in ("sdss", "lamost") and ds.provenance["inputs"].get("n_files") == 0:
+        hints.append(f"{source}.spec_dir ({cfg[source]['spec_dir']}) holds no *.fits, "
+                     f"*.fits.gz or *.fits.bz2 files")
     if source == "sdss" and ds.provenance["inputs"].get("n_selected") == 0:
         hints.append(f"the DR10 query selected no spectra: types.{stellar_type} must name "
                      f"legacy subclasses exactly (e.g. 'K1') and their S/N windows must match")
@@ -517,8 +643,13 @@ def _explain_empty(cfg, stellar_type, ds, rejects, empty, rejects_csv) -> str:
                      "label_policy: mk_subclass")
         hints.append(hint)
     if SNR_OUTSIDE in by_reason:
+        column = ((cfg.get("lamost") or {}).get("snr_column", "SNRG") if source == "lamost"
+                  else cfg.get("snr_column", "SN_MEDIAN_ALL"))
         hints.append(f"widen the S/N windows (types.{stellar_type}.<subclass>.snr) or change "
-                     f"snr_column (now {cfg.get('snr_column', 'SN_MEDIAN_ALL')})")
+                     f"{'lamost.' if source == 'lamost' else ''}snr_column (now {column})")
+    if POOR_COVERAGE in by_reason:
+        hints.append("the spectra cover too little of the common grid: set grid to their "
+                     "wavelength range or lower min_good_fraction")
     if WRONG_CLASS in by_reason:
         hints.append("some inputs are not stars (CLASS != STAR)")
     if DOWNLOAD_FAILED in by_reason:

@@ -52,6 +52,8 @@ def check_config(cfg):
     if "template_fit" in exp["models"] and not Path(cfg["models"]["template_fit"]["template_file"]).exists():
         _config_error("models.template_fit.template_file",
                       f"template file {cfg['models']['template_fit']['template_file']} does not exist")
+    if cfg["source"] == "lamost" and not (cfg["lamost"]["spec_dir"] and Path(cfg["lamost"]["spec_dir"]).is_dir()):
+        _config_error("lamost.spec_dir", f"directory {cfg['lamost']['spec_dir']} does not exist")
     if cfg["pretrain"]["extra_unlabelled"] and not Path(cfg["pretrain"]["extra_unlabelled"]).exists():
         _config_error("pretrain.extra_unlabelled", f"{cfg['pretrain']['extra_unlabelled']} does not exist")
 
@@ -84,7 +86,8 @@ def src(*modules):
     return [f"src/stellarspec/{m}.py" for m in ("__init__", "io", *modules)]
 
 
-SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources")
+SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
+               "lamost_fits", "readers", "progress")
 SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "reference")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
                "fit", "reference")
@@ -93,7 +96,8 @@ SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 def data_params(stellar_type):
     """The config keys that shape one type's dataset: changing any of them rebuilds it."""
-    keys = ("source", "scale", "grid", "normalise", "snr_column", "label_policy", SOURCE)
+    keys = ("source", "scale", "grid", "normalise", "min_good_fraction", "snr_column",
+            "label_policy", SOURCE)
     return {k: config[k] for k in keys} | {"types": {stellar_type: config["types"][stellar_type]}}
 
 

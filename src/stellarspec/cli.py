@@ -1,0 +1,181 @@
+"""The `stellarspec` command: classify your own spectra with a trained model.
+
+    stellarspec export FIT_DIR model.pt
+    stellarspec predict --model MODEL FILES_OR_DIRS... -o predictions.csv [--rejects PATH]
+    stellarspec inspect FILE [--model MODEL] [--json]
+
+Exit status: 0 success; 1 predict rejected some inputs (they are in the rejects file) or
+inspect's file would be rejected; 2 bad input (a missing path, a model that cannot be used),
+with a one-line reason on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# The schema's default grid (workflow/schemas/config.schema.yaml; a test keeps them equal),
+# for `inspect` without a model.
+DEFAULT_GRID = {"log10_start": 3.58, "log10_step": 1.0e-4, "n_pixels": 3840}
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stellarspec", description="Classify stellar spectra into subclasses with a "
+        "model trained by the stellarspec workflow.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export = sub.add_parser(
+        "export", help="write one self-contained model file from a deep fit",
+        description="Write the weights, architecture, preprocessing, classes, training-data "
+        "provenance and test metrics of a deep final fit to one file.")
+    export.add_argument("fit_dir", type=Path,
+                        help="results/<source>/<type>/frac<f>_seed<s>/fit/<model>")
+    export.add_argument("out", type=Path, help="the model file to write (e.g. model.pt)")
+
+    predict = sub.add_parser(
+        "predict", help="classify spectrum files",
+        description="Classify SDSS (legacy/BOSS, full/lite), LAMOST LRS (image/table) FITS "
+        "files, gzip/bz2 or plain, and table files (.npz/.h5), with exactly the preprocessing "
+        "the model was trained with. Directories are searched recursively.")
+    predict.add_argument("--model", "-m", required=True, type=Path,
+                         help="an exported model file or a fit directory")
+    predict.add_argument("inputs", nargs="+", type=Path, metavar="FILES_OR_DIRS")
+    predict.add_argument("-o", "--output", required=True, type=Path,
+                         help="predictions CSV: id, file, pred, p_<class>..., label, snr, "
+                         "good_fraction and the out-of-domain flags")
+    predict.add_argument("--rejects", type=Path, default=None,
+                         help="CSV of the inputs that could not be used, with the reason "
+                         "(default: <output>.rejects.csv)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress output")
+
+    inspect = sub.add_parser(
+        "inspect", help="show what the readers see in one file",
+        description="Show a file's format and layout, and per spectrum its label, S/N, "
+        "wavelength range, good-pixel coverage on the common grid and why it would be "
+        "rejected.")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--model", "-m", type=Path, default=None,
+                         help="use this model's grid and settings (default: the workflow's "
+                         "default grid, 3802-9202 A)")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"export": _export, "predict": _predict, "inspect": _inspect}[args.command](args)
+    except UsageError as err:
+        print(f"stellarspec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _model(path):
+    from .classify import ModelError, load_model
+
+    try:
+        return load_model(path)
+    except ModelError as err:
+        raise UsageError(str(err)) from None
+
+
+def _export(args) -> int:
+    from .classify import ModelError, export_model
+
+    try:
+        bundle = export_model(args.fit_dir, args.out)
+    except ModelError as err:
+        raise UsageError(str(err)) from None
+    training, metrics = bundle["training"], bundle["metrics"]
+    print(f"wrote {args.out}: {bundle['model']} for type {training['stellar_type']} "
+          f"({', '.join(bundle['classes'])}), trained on {training['n_train']} "
+          f"{training['source']} spectra; test accuracy {metrics['accuracy']:.3f}")
+    return 0
+
+
+def _paths(inputs) -> list[str]:
+    from .readers import find_spectrum_files
+
+    try:
+        paths = find_spectrum_files(inputs)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    if not paths:
+        raise UsageError(f"no spectrum files (*.fits[.gz|.bz2], *.npz, *.h5) in "
+                         f"{', '.join(map(str, inputs))}")
+    return paths
+
+
+def _predict(args) -> int:
+    from .classify import predict_files
+    from .io import write_csv
+
+    model = _model(args.model)
+    paths = _paths(args.inputs)
+    predictions, rejects = predict_files(model, paths, show_progress=not args.no_progress)
+    rejects_path = args.rejects or args.output.with_name(args.output.stem + ".rejects.csv")
+    write_csv(args.output, predictions)
+    write_csv(rejects_path, rejects)
+    flagged = int(predictions[["other_type", "snr_outside", "low_coverage"]].any(axis=1).sum())
+    print(f"{len(predictions)} spectra classified into {args.output} ({flagged} flagged out of "
+          f"the training domain); {len(rejects)} rejected into {rejects_path}", file=sys.stderr)
+    return 1 if len(rejects) else 0
+
+
+def _inspect(args) -> int:
+    from .classify import inspect_file
+
+    if not args.file.is_file():
+        raise UsageError(f"{args.file} does not exist or is not a file")
+    if args.model is not None:
+        model = _model(args.model)
+        prep = model.prep
+        report = inspect_file(args.file, prep["grid"], prep["normalise"],
+                              prep["min_good_fraction"], model)
+        grid = prep["grid"]
+    else:
+        from .sources import MIN_GOOD_FRACTION
+
+        grid = DEFAULT_GRID
+        report = inspect_file(args.file, grid, min_good_fraction=MIN_GOOD_FRACTION)
+    report["grid"] = grid
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(_describe(report))
+    rejected = report["rejects"] or any(s["reject"] for s in report["spectra"])
+    return 1 if rejected else 0
+
+
+def _describe(report: dict) -> str:
+    lines = [f"file: {report['file']}"]
+    for bad in report["rejects"]:
+        lines.append(f"  rejected{' ' + bad['id'] if bad['id'] else ''}: {bad['reason']}: "
+                     f"{bad['detail']}")
+    if report["format"] is None:
+        return "\n".join(lines)
+    grid = report["grid"]
+    lines.append(f"format: {report['format']} ({report['layout']}), "
+                 f"{len(report['spectra'])} spectra")
+    lines.append(f"common grid: {grid['n_pixels']} pixels, 10**({grid['log10_start']} + "
+                 f"{grid['log10_step']} i) A")
+    for s in report["spectra"]:
+        snr = "n/a" if s["snr"] is None else f"{s['snr']:.2f}"
+        label = s["label"] if s["label"] not in (None, "") else "(none)"
+        cls = f", CLASS {s['class']}" if s["class"] else ""
+        verdict = "usable" if s["reject"] is None else f"rejected: {s['reject'][0]}: {s['reject'][1]}"
+        lines.append(f"  {s['id']}: label {label}{cls}, S/N {snr}, {s['n_pixels']} pixels "
+                     f"{s['wavelength'][0]:.1f}-{s['wavelength'][1]:.1f} A, "
+                     f"{s['good_fraction']:.1%} of the grid good; {verdict}")
+        lines.extend(f"    note: {note}" for note in s["notes"])
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The `stellarspec` command (export / predict / inspect), run as a subprocess like a user runs it.
+
+The round trip trains the tiny config's CNN through stellarspec.fit, exports it, and predicts
+the test part's spectra from their table form: the predictions must equal the fit's own
+predictions.csv.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stellarspec import classify, cli, fit, sources
+from stellarspec.dataset import load_dataset
+from stellarspec.io import read_json, write_json
+from stellarspec.splits import make_split
+
+from conftest import REPO
+from workflow_helpers import deep_update
+
+SUBCOMMANDS = ("export", "predict", "inspect")
+
+
+def stellarspec(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "stellarspec", *map(str, args)], cwd=cwd,
+                          env=env, text=True, capture_output=True, timeout=600)
+
+
+def one_line_error(result, code=2) -> str:
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stellarspec "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(tmp_path_factory):
+    """A tiny-config CNN final fit laid out as the workflow writes it."""
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    deep_update(cfg, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
+    type_dir = root / "results" / "simulated" / "G"
+    ds = sources.write_dataset(cfg, "G", type_dir / "dataset.npz", type_dir / "rejects.csv")
+    run = type_dir / "frac0.5_seed0"
+    write_json(run / "split.json", make_split(ds.label, ds.group, 0.5, 2, seed=0))
+    params = {**cfg["models"]["cnn"]["fixed"], "lr": 1e-3, "hidden_units": 32, "dropout": 0.5}
+    fit.final_fit(type_dir / "dataset.npz", run / "split.json", "cnn", params, run / "fit" / "cnn",
+                  threads=1, seed=0)
+    return run / "fit" / "cnn"
+
+
+def test_every_subcommand_has_help():
+    result = stellarspec("--help")
+    assert result.returncode == 0 and all(c in result.stdout for c in SUBCOMMANDS)
+    for command in SUBCOMMANDS:
+        result = stellarspec(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: stellarspec {command}")
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path, shared_data):
+    missing = tmp_path / "missing"
+    assert "does not exist" in one_line_error(stellarspec("export", missing, tmp_path / "m.pt"))
+    not_a_model = tmp_path / "model.pt"
+    not_a_model.write_text("hello")
+    line = one_line_error(stellarspec("predict", "--model", not_a_model, shared_data / "lamost",
+                                      "-o", tmp_path / "p.csv"))
+    assert "not an exported stellarspec model" in line
+    assert "does not exist" in one_line_error(stellarspec("inspect", missing))
+    assert stellarspec("predict", "--model", not_a_model).returncode == 2  # argparse: no -o
+
+
+def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_path,
+                                                                shared_data):
+    exported = stellarspec("export", tiny_fit, tmp_path / "model.pt")
+    assert exported.returncode == 0, exported.stderr
+    ds = load_dataset(tiny_fit.parents[2] / "dataset.npz")
+    test = np.asarray(read_json(tiny_fit.parents[1] / "split.json")["test"])
+    table = tmp_path / "inputs" / "test_part.npz"
+    table.parent.mkdir()
+    np.savez(table, wave=ds.wave, flux=ds.flux[test], id=ds.id[test], label=ds.label[test],
+             snr=ds.snr[test])
+    bad = tmp_path / "inputs" / "broken.fits.gz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+
+    result = stellarspec("predict", "--model", tmp_path / "model.pt", tmp_path / "inputs",
+                         shared_data / "lamost", "-o", tmp_path / "pred.csv")
+    assert result.returncode == 1, result.stderr  # the broken file is rejected, nothing stops
+    ours = pd.read_csv(tmp_path / "pred.csv")
+    theirs = pd.read_csv(tiny_fit / "predictions.csv")
+    rejects = pd.read_csv(tmp_path / "pred.rejects.csv")
+    assert rejects["file"].tolist() == [str(bad)]
+    assert rejects["reason"].tolist() == ["corrupt FITS"]
+    assert list(ours.columns) == (["id", "file", "pred", "p_G0", "p_G2", "p_G5", "label", "snr",
+                                   "good_fraction"] + classify.FLAG_COLUMNS)
+    mine = ours[ours["file"] == str(table)].set_index("id").loc[theirs["id"]]
+    assert mine["pred"].tolist() == theirs["pred"].tolist()
+    for c in ("G0", "G2", "G5"):  # same network, same float32 input: the same numbers
+        np.testing.assert_array_equal(mine[f"p_{c}"], theirs[f"p_{c}"])
+    assert not mine[classify.FLAG_COLUMNS].to_numpy().any()
+    lamost = ours[ours["file"].str.contains("lamost")]
+    assert len(lamost) == 14
+    assert lamost["other_type"].all()  # no LAMOST file is G0/G2/G5, and 2 are not stars
+
+    # The fit directory itself works as --model, and gives the same numbers.
+    direct, _ = classify.predict_files(classify.load_model(tiny_fit), [table],
+                                       show_progress=False)
+    np.testing.assert_array_equal(direct[["p_G0", "p_G2", "p_G5"]].to_numpy(),
+                                  mine.loc[direct["id"], ["p_G0", "p_G2", "p_G5"]].to_numpy())
+
+
+def test_export_holds_everything_to_use_the_model(tiny_fit, tmp_path):
+    import torch
+
+    classify.export_model(tiny_fit, tmp_path / "model.pt")
+    bundle = torch.load(tmp_path / "model.pt", weights_only=True)
+    ds = load_dataset(tiny_fit.parents[2] / "dataset.npz")
+    assert bundle["classes"] == ["G0", "G2", "G5"] and bundle["model"] == "cnn"
+    assert bundle["preprocessing"]["grid"] == ds.provenance["config"]["grid"]
+    assert np.array_equal(bundle["preprocessing"]["wave"], ds.wave)
+    assert bundle["training"]["source"] == "simulated"
+    assert sum(bundle["training"]["train_counts"].values()) == bundle["training"]["n_train"]
+    lo, hi = bundle["training"]["snr_range"]
+    assert 0 < lo <= hi
+    assert bundle["metrics"]["accuracy"] == fit.evaluate_fit(tiny_fit)["metrics"]["accuracy"]
+
+
+def test_svm_fit_cannot_be_exported(tiny_fit, tmp_path):
+    svm_dir = tiny_fit.parent / "svm"
+    svm_dir.mkdir(exist_ok=True)
+    write_json(svm_dir / "fit.json", {"model": "svm", "classes": ["G0", "G2", "G5"]})
+    line = one_line_error(stellarspec("export", svm_dir, tmp_path / "m.pt"))
+    assert "only deep fits" in line
+
+
+def test_inspect_says_what_the_reader_sees(shared_data):
+    path = shared_data / "lamost" / "spec-59553-GACII045N47M2_sp12-066.fits.gz"
+    result = stellarspec("inspect", path)
+    assert result.returncode == 0, result.stderr
+    assert "format: lamost (table)" in result.stdout
+    assert "label F0" in result.stdout and "S/N 15.90" in result.stdout
+    assert "3700.0-8914.6 A" in result.stdout and "usable" in result.stdout
+    galaxy = stellarspec("inspect", shared_data / "sdss" / "spectra" / "spec-0266-51602-0001.fits")
+    assert "wrong class" in galaxy.stdout
+    not_fits = stellarspec("inspect", shared_data / "PROVENANCE.md")
+    assert not_fits.returncode == 1 and "not FITS" in not_fits.stdout
+
+
+def test_default_grid_is_the_schemas():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    grid = schema["properties"]["grid"]["properties"]
+    assert cli.DEFAULT_GRID == {k: v["default"] for k, v in grid.items()}
+    min_good = schema["properties"]["min_good_fraction"]["default"]
+    assert sources.MIN_GOOD_FRACTION == min_good
