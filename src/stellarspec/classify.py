@@ -280,14 +280,14 @@ def _reject(file, sid, reason, detail) -> dict:
 def prepare(spectra: Spectra, loglam_out, normalise: str):
     """(flux (N, L) float32, mask (N, L)) on the model's grid, exactly as the workflow does."""
     if spectra.records:
-        flux, mask, _ = preprocess.preprocess_records(spectra.records, loglam_out, normalise)
-        return flux, mask
+        prepared = preprocess.preprocess_records(spectra.records, loglam_out, normalise)
+        return prepared.flux, prepared.mask
     data, rows = spectra.table, spectra.rows
     ivar = data.get("ivar")
-    flux, mask, _ = preprocess.preprocess(
+    prepared = preprocess.preprocess(
         np.log10(data["wave"]), data["flux"][rows], None if ivar is None else ivar[rows],
         loglam_out=loglam_out, method=normalise)
-    return flux, mask
+    return prepared.flux, prepared.mask
 
 
 # ---------------------------------------------------------------------------------- predict

@@ -12,7 +12,8 @@ def _config_error(key, message):
     raise ValueError(f"config error at '{key}': {message}")
 
 
-FAMILIES = ("svm", "cnn", "bert_cnn", "bert_cnn_pretrained")
+REFERENCE_FAMILIES = ("majority", "snr_only", "template_fit")
+FAMILIES = ("svm", "cnn", "bert_cnn", "bert_cnn_pretrained") + REFERENCE_FAMILIES
 
 
 def check_config(cfg):
@@ -59,6 +60,9 @@ def check_config(cfg):
         _config_error("table.path", f"labelled-spectra file {cfg['table']['path']} does not exist")
     if cfg["source"] == "sdss" and cfg["sdss"]["spec_dir"] and not Path(cfg["sdss"]["spec_dir"]).is_dir():
         _config_error("sdss.spec_dir", f"directory {cfg['sdss']['spec_dir']} does not exist")
+    if "template_fit" in exp["models"] and not Path(cfg["models"]["template_fit"]["template_file"]).exists():
+        _config_error("models.template_fit.template_file",
+                      f"template file {cfg['models']['template_fit']['template_file']} does not exist")
     if cfg["source"] == "lamost" and not (cfg["lamost"]["spec_dir"] and Path(cfg["lamost"]["spec_dir"]).is_dir()):
         _config_error("lamost.spec_dir", f"directory {cfg['lamost']['spec_dir']} does not exist")
     if cfg["pretrain"]["extra_unlabelled"] and not Path(cfg["pretrain"]["extra_unlabelled"]).exists():
@@ -77,7 +81,9 @@ def model_family(model):
 
 
 SVM_MODELS = [m for m in MODELS if model_family(m) == "svm"]
-DEEP_MODELS = [m for m in MODELS if model_family(m) != "svm"]
+# Reference models (stellarspec.reference): CPU only and cheap, no torch; never deep.
+REFERENCE_MODELS = [m for m in MODELS if model_family(m) in REFERENCE_FAMILIES]
+DEEP_MODELS = [m for m in MODELS if m not in SVM_MODELS and m not in REFERENCE_MODELS]
 PRETRAINED_MODELS = [m for m in MODELS if model_family(m) == "bert_cnn_pretrained"]
 K = config["experiment"]["cv_folds"]
 # Every output of one source lives under results/{source}/, so sources never mix.
@@ -99,9 +105,10 @@ def src(*modules):
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
                "lamost_fits", "readers", "progress")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit", "preprocess")
+               "fit", "preprocess", "reference")
+SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 
 def data_params(stellar_type):
@@ -132,6 +139,13 @@ def cv_inputs(wildcards):
     return expand(f"{RUN}/cv/{{model}}/fold{{fold}}.csv", **wildcards, fold=range(K))
 
 
+def template_file(wildcards):
+    """template_fit's template file (models.template_fit.template_file); nothing for others."""
+    if model_family(wildcards.model) == "template_fit":
+        return config["models"][wildcards.model]["template_file"]
+    return []
+
+
 def pretrained_encoder(wildcards):
     """The encoder a pretrained model starts from: for CV fold k the one pretrained on fold k's
     fit rows only (it never saw the rows it is scored on), for the final fit the one
@@ -151,8 +165,8 @@ def aggregate_inputs(name):
     """Every fit's file; with aggregate.allow_partial only those that already exist."""
     if not config["aggregate"]["allow_partial"]:
         return fit_outputs([name])
-    return [p for p in fit_outputs(["metrics.json"]) if Path(p).exists()
-            and Path(p).with_name(name).exists()]
+    return [str(Path(p).with_name(name)) for p in fit_outputs(["metrics.json"])
+            if Path(p).exists() and Path(p).with_name(name).exists()]
 
 
 def saliency_inputs(name):
