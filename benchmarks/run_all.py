@@ -56,6 +56,8 @@ BENCHMARKS = {
     "B6": ("bench_dag.py", "dag.json", ["--repeats", "3"], ["--repeats", "1"]),
     "B7": ("bench_scaling.py", "scaling.json", ["--repeats", "3", "--max-epochs", "10"],
            ["--repeats", "1", "--max-epochs", "3"]),
+    "B9": ("bench_template_fit.py", "template_fit.json", ["--spectra", "5000", "--repeats", "3"],
+           ["--spectra", "1000", "--repeats", "1"]),
     # Only where nvidia-smi lists a GPU: B3/B4 on CUDA with bf16 autocast.
     "B8": ("bench_models.py", "models_cuda.json", ["--device", "cuda", "--min-seconds", "3"],
            ["--device", "cuda", "--min-seconds", "1"]),
@@ -502,7 +504,8 @@ def render(report: dict, out_dir: Path) -> str:
                        ("B3/B4", "B3/B4 training and inference throughput (CPU)"),
                        ("B5", "B5 quick default workflow, end to end"),
                        ("B6", "B6 scheduling overhead: dry run of the paper-scale DAG"),
-                       ("B7", "B7 scaling of training cost")):
+                       ("B7", "B7 scaling of training cost"),
+                       ("B9", "B9 template fit (the reference classifier, the simulator's labels)")):
         lines += ["", f"## {title}", ""]
         rec = b.get(key)
         if key == "B5":
@@ -527,6 +530,10 @@ def render(report: dict, out_dir: Path) -> str:
             lines += section_b6(rec)
         elif key == "B7":
             lines += section_b7(rec, out_dir)
+        elif key == "B9":
+            from bench_template_fit import table as section_b9
+
+            lines.append(section_b9(rec["result"]))
         lines += ["", f"Command: `{rec['command']}` ({rec['wall_seconds']} s; {load_text(rec)})."]
     lines += ["", "## B8 GPU", ""]
     gpu = b.get("B8")

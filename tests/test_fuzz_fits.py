@@ -198,13 +198,13 @@ def test_every_corrupted_file_is_rejected_and_good_files_survive(fuzz_set):
     grid = preprocess.grid_loglam({"log10_start": 3.58, "log10_step": 1e-4, "n_pixels": 3840})
     clean, clean_rejects = read_many(sorted(good))
     assert clean_rejects == []
-    clean_flux, clean_mask, _ = preprocess.preprocess_records(clean, grid)
+    clean_flux, clean_mask, _ = preprocess.preprocess_records(clean, grid)[:3]
     clean_by_path = {r.path: (r, f, m) for r, f, m in zip(clean, clean_flux, clean_mask)}
 
     everything = sorted(good) + [p for p, _, _ in variants]
     records, rejects = read_many(everything)
     assert len(records) + len(rejects) == len(everything)
-    flux, mask, _ = preprocess.preprocess_records(records, grid)
+    flux, mask, _ = preprocess.preprocess_records(records, grid)[:3]
     by_path = {r.path: (r, f, m) for r, f, m in zip(records, flux, mask)}
     rejected = {r.path: r for r in rejects}
 

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarspec.metrics import compute_metrics, predictions_frame
+from stellarspec.metrics import compute_metrics, f1_of_macro_pr, predictions_frame
+from stellarspec.paper import TABLE3, check_f1_definition
 
 CLASSES = ["K1", "K3", "K5", "K7"]
 
@@ -40,7 +41,10 @@ def test_hand_checked_example():
             {"precision": p[i], "recall": r[i], "f1": f[i], "support": support[i]})
     assert m["precision_macro"] == pytest.approx(np.mean(p))
     assert m["recall_macro"] == pytest.approx(np.mean(r))
-    assert m["f1_macro"] == pytest.approx(np.mean(f))
+    assert m["f1_macro"] == m["f1_macro_mean"] == pytest.approx(np.mean(f))
+    # The paper's F1: the harmonic mean of macro P (0.375) and macro R (5/12), not a mean of F1s.
+    assert m["f1_of_macro_pr"] == pytest.approx(2 * 0.375 * (5 / 12) / (0.375 + 5 / 12))
+    assert m["f1_of_macro_pr"] > m["f1_macro_mean"]
     assert m["f1_weighted"] == pytest.approx(np.dot(f, support) / 8)
     assert m["recall_weighted"] == pytest.approx(m["accuracy"])
     # Within one subclass: K1->K3, K3->K5, K7->K5 are neighbours; K5->K1 is two steps off.
@@ -66,3 +70,29 @@ def test_predictions_frame():
     assert out["true"].tolist() == ["K1", "K7"] and out["pred"].tolist() == ["K1", "K5"]
     forced = predictions_frame(["a", "b"], [0, 3], proba, CLASSES, y_pred=[1, 3])
     assert forced["pred"].tolist() == ["K3", "K7"]
+
+
+def test_f1_of_macro_pr_edge_cases():
+    assert f1_of_macro_pr(0.0, 0.0) == 0.0
+    assert np.isnan(f1_of_macro_pr(float("nan"), 0.5))
+    assert f1_of_macro_pr(np.array([0.5, 1.0]), np.array([0.5, 0.0])) == pytest.approx([0.5, 0.0])
+
+
+def test_papers_f1_definition_reproduces_its_table3():
+    """2PR/(P+R) of the stored P and R gives the stored F1 in 14 of 15 rows to 1e-4; the 15th,
+    F at 70%, is printed 0.9656 where its P and R give 0.9636."""
+    result = check_f1_definition(TABLE3)
+    assert all((t, f) == ("F", 0.7) for t, f, *_ in result["mismatches"]), result
+    if result["checked"] < 15:
+        pytest.skip(f"only {result['checked']} of 15 Table 3 rows have P, R and F1 stored "
+                    "(paper.TABLE3); checked those")
+    assert result["reproduced"] == 14
+
+
+def test_f1_definition_check_catches_a_mismatch():
+    table = {("K", 0.3): {"precision": 0.9, "recall": 0.8, "f1": 0.8471},   # 2PR/(P+R) = 0.84706
+             ("K", 0.4): {"precision": 0.9, "recall": 0.8, "f1": 0.8500},
+             ("K", 0.5): {"precision": 0.9, "recall": None, "f1": 0.85}}
+    result = check_f1_definition(table)
+    assert result["checked"] == 2 and result["reproduced"] == 1
+    assert result["mismatches"] == [("K", 0.4, 0.85, 0.847059)]

@@ -110,10 +110,10 @@ def test_preprocess_batch_matches_row_by_row_and_reports_empty_rows():
     flux = rng.normal(10, 1, size=(3, 6000))
     ivar = np.ones_like(flux)
     ivar[2] = 0  # nothing usable
-    out, mask, n_good = P.preprocess(loglam, flux, ivar, loglam_out=OUT, chunk=2)
+    out, mask, n_good = P.preprocess(loglam, flux, ivar, loglam_out=OUT, chunk=2)[:3]
     assert out.dtype == np.float32 and out.shape == (3, 3840)
     assert n_good[2] == 0 and n_good[0] > 0 and mask[2].all()
-    single, _, _ = P.preprocess(loglam, flux[1:2], ivar[1:2], loglam_out=OUT)
+    single = P.preprocess(loglam, flux[1:2], ivar[1:2], loglam_out=OUT).flux
     assert np.array_equal(out[1], single[0])
     assert 0 <= out[:2].min() and out[:2].max() <= 1
     # Input pixel edges span 3.589975 to 3.889975; output pixels less than half covered are
@@ -126,7 +126,7 @@ def test_real_spectra(shared_data):
     paths = sorted((shared_data / "sdss" / "spectra-lite").glob("spec-*.fits"))
     records, rejects = read_many(paths)
     assert rejects == []
-    out, mask, n_good = P.preprocess_records(records, OUT)
+    out, mask, n_good = P.preprocess_records(records, OUT)[:3]
     assert out.shape == (10, 3840) and np.isfinite(out).all()
     assert out.min() == 0 and out.max() == 1
     for rec, m in zip(records, mask):
@@ -137,3 +137,48 @@ def test_real_spectra(shared_data):
             inside = (index >= 0) & (index < len(OUT))
             assert np.array_equal(m[index[inside]], bad_in[inside])
             assert m[:max(index[0], 0)].all() and m[index[-1] + 1:].all()
+
+
+@pytest.mark.parametrize("step, offset", [(1e-4, 0.0), (0.25e-4, 0.0), (0.7e-4, 0.31),
+                                          (2.3e-4, 0.17)])
+def test_rebinned_ivar_is_the_variance_of_the_rebinned_flux(step, offset):
+    """Per output pixel, 1 / ivar equals the variance of the rebinned flux over many noise
+    draws (heteroscedastic input, some input pixels masked)."""
+    rng = np.random.default_rng(7)
+    loglam = 3.60 + step * (np.arange(int(0.05 / step)) + offset)
+    sigma = rng.uniform(0.5, 2.0, len(loglam))
+    good = rng.random(len(loglam)) > 0.1
+    noise = rng.normal(0, 1, size=(4000, len(loglam))) * sigma
+    out, good_out = P.rebin(loglam, noise, np.broadcast_to(good, noise.shape), OUT)
+    ivar = P.rebin_ivar(loglam, 1 / sigma ** 2, good, OUT)[0]
+    assert np.array_equal(ivar > 0, good_out[0])
+    empirical = out[:, good_out[0]].var(axis=0)
+    assert np.allclose(empirical * ivar[good_out[0]], 1, atol=0.1)  # 4000 draws: ~2% spread
+    assert np.median(empirical * ivar[good_out[0]]) == pytest.approx(1, abs=0.01)
+    if step == 0.25e-4:  # aligned: four unit-variance inputs per output pixel give ivar 4
+        aligned = loglam + 0.5 * step
+        unit = P.rebin_ivar(aligned, np.ones(len(loglam)), np.ones(len(loglam), bool), OUT)[0]
+        assert np.allclose(unit[unit > 0][1:-1], 4.0)
+
+
+def test_preprocess_keeps_ivar_offset_and_scale():
+    rng = np.random.default_rng(8)
+    raw = rng.uniform(5, 50, size=(3, len(OUT)))
+    ivar = rng.uniform(0.5, 2, size=raw.shape)
+    ivar[0, 100:110] = 0
+    for loglam in (OUT, 3.59 + 0.5e-4 * np.arange(6000)):
+        flux_in = raw if loglam is OUT else rng.uniform(5, 50, size=(3, len(loglam)))
+        ivar_in = ivar if loglam is OUT else np.ones_like(flux_in)
+        for method in P.NORMALISATIONS:
+            prep = P.preprocess(loglam, flux_in, ivar_in, loglam_out=OUT, method=method)
+            good = ~prep.mask
+            assert prep.ivar.dtype == np.float32 and np.all(prep.ivar[prep.mask] == 0)
+            rebinned, _ = P.rebin(loglam, flux_in, ivar_in > 0, OUT)
+            restored = prep.flux * prep.flux_scale[:, None] + prep.flux_offset[:, None]
+            assert np.allclose(restored[good], rebinned[good], rtol=1e-5)
+            raw_ivar = P.rebin_ivar(loglam, ivar_in, ivar_in > 0, OUT)
+            assert np.allclose(prep.ivar[good] / prep.flux_scale.repeat(good.sum(1)) ** 2,
+                               raw_ivar[good], rtol=1e-5)
+        if loglam is OUT:
+            assert np.allclose(prep.ivar[0, 100:110], 0) and prep.mask[0, 100:110].all()
+    assert P.preprocess(OUT, raw, None, loglam_out=OUT).ivar is None

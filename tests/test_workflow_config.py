@@ -1,7 +1,10 @@
 """The grid's shape from config, and bad configs stopped before any job runs (named key)."""
 import pytest
 
-from workflow_helpers import REPO, planned_jobs, read_config, snakemake, workflow_copy, write_config
+import yaml
+
+from workflow_helpers import (REPO, absolute_shared_paths, planned_jobs, read_config, snakemake,
+                              workflow_copy, write_config)
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +22,17 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
     assert count("pretrain") == 6
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
-    assert count("evaluate") == 6 * 4
+    # reference models: snr_only's 2-depth grid gets CV, majority and template_fit have one point
+    assert count("cv_reference") == 6 * 2 and count("fit_reference") == 6 * 3
+    assert count("evaluate") == 6 * 7
     assert count("aggregate") == 1
     assert {o for r, o in jobs if r == "aggregate"} == {"results/tables/fits.csv"}
 
 
 def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):
     root = workflow_copy(tmp_path)
-    (root / "config.yaml").write_text((REPO / "config.yaml").read_text())  # the shipped default
+    # the shipped default, its ../shared paths made absolute
+    write_config(root, absolute_shared_paths(yaml.safe_load((REPO / "config.yaml").read_text())))
     jobs = planned_jobs(root)
     fits = [o for r, o in jobs if r in ("fit_svm", "fit_deep")]
     assert len(fits) == 3 * 5 * 2 * 4

@@ -23,8 +23,9 @@ def finished(tmp_path_factory):
 def test_tables_fill_every_cell(finished):
     table3 = pd.read_csv(finished / "results/tables/table3.csv")
     table4 = pd.read_csv(finished / "results/tables/table4.csv")
-    models = ["svm", "cnn", "bert_cnn", "bert_cnn_pretrained"]
-    assert len(table3) == 3 * 4 * 2 * 3  # types x models x fractions x (P, R, F1)
+    models = ["svm", "cnn", "bert_cnn", "bert_cnn_pretrained", "majority", "snr_only",
+              "template_fit"]
+    assert len(table3) == 3 * 7 * 2 * 3  # types x models x fractions x (P, R, F1)
     assert table3["mean"].notna().all() and table3["averaging"].eq("macro").all()
     assert set(table4["model"]) == set(models)
     assert set(table4["type"]) == {"K", "F", "G", "average"}
@@ -38,7 +39,7 @@ def test_tables_fill_every_cell(finished):
 
 def test_every_fit_has_metrics_and_predictions(finished):
     fits = sorted((finished / "results/simulated").glob("*/frac*_seed*/fit/*/metrics.json"))
-    assert len(fits) == 3 * 2 * 4
+    assert len(fits) == 3 * 2 * 7
     record = json.loads(fits[0].read_text())
     m = record["metrics"]
     assert {"accuracy", "f1_macro", "f1_weighted", "per_class", "confusion_matrix",

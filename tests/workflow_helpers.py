@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -27,8 +28,17 @@ def workflow_copy(dest: Path, config_overrides: dict | None = None) -> Path:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     deep_update(config, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
     deep_update(config, config_overrides or {})
-    write_config(dest, config)
+    write_config(dest, absolute_shared_paths(config))
     return dest
+
+
+def absolute_shared_paths(config: dict) -> dict:
+    """The config's ../shared paths (relative to the repo's root) made absolute, for a copy that
+    lives elsewhere."""
+    template_fit = config.get("models", {}).get("template_fit", {})
+    if template_fit.get("template_file", "").startswith("../shared/"):
+        template_fit["template_file"] = str(SHARED / template_fit["template_file"][len("../shared/"):])
+    return config
 
 
 def read_config(root: Path) -> dict:

@@ -23,7 +23,7 @@ def _save(fig, path) -> None:
 
 def learning_curves(fits: pd.DataFrame, path, source: str) -> None:
     types = sorted(fits["type"].unique())
-    metrics = [("f1_macro", "macro F1"), ("accuracy", "accuracy")]
+    metrics = [("f1_of_macro_pr", "F1 = 2PR/(P+R)"), ("accuracy", "accuracy")]
     fig, axes = plt.subplots(len(metrics), len(types), figsize=(4 * len(types), 6.5), squeeze=False,
                              sharex=True)
     for col, stype in enumerate(types):
@@ -87,6 +87,40 @@ def per_class_f1(per_class: pd.DataFrame, path, source: str) -> None:
         ax.set_title(f"{stype} ({source})")
         ax.set_ylabel("F1")
     axes[0, 0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def forest_plot(table5: pd.DataFrame, path, source: str, fraction: float) -> None:
+    """Table 5 at one fraction: accuracy(a) - accuracy(b) with its 95% CI, one panel per type,
+    pairs on a shared axis; filled markers where the pair differs after Holm (p < 0.05)."""
+    sub = table5[np.isclose(table5["train_fraction"], fraction)] if len(table5) else table5
+    types = sorted(sub["type"].unique()) if len(sub) else []
+    pairs = list(dict.fromkeys(zip(sub["model_a"], sub["model_b"]))) if len(sub) else []
+    position = {pair: len(pairs) - 1 - i for i, pair in enumerate(pairs)}
+    fig, axes = plt.subplots(1, max(len(types), 1), figsize=(3.2 * max(len(types), 1) + 2.5,
+                                                             0.3 * max(len(pairs), 1) + 1.6),
+                             squeeze=False, sharey=True)
+    for ax, stype in zip(axes[0], types):
+        rows = sub[sub["type"] == stype]
+        y = np.array([position[p] for p in zip(rows["model_a"], rows["model_b"])])
+        diff = rows["difference"].to_numpy()
+        err = np.vstack([diff - rows["ci95_low"].to_numpy(), rows["ci95_high"].to_numpy() - diff])
+        ax.errorbar(diff, y, xerr=np.nan_to_num(err), fmt="none", ecolor="0.4", capsize=2)
+        differs = rows["differs_95"].astype(bool).to_numpy()
+        ax.scatter(diff[differs], y[differs], color="C3", zorder=3, label="Holm p < 0.05")
+        ax.scatter(diff[~differs], y[~differs], facecolor="white", edgecolor="C0", zorder=3,
+                   label="not significant")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel("accuracy difference (a - b)")
+        ax.set_title(f"{stype} ({source}), fraction {fraction:g}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    if types:
+        axes[0, 0].set_yticks(list(position.values()), [f"{a} - {b}" for a, b in position], fontsize=7)
+        axes[0, -1].legend(fontsize=7, loc="lower right")
+    else:
+        axes[0, 0].text(0.5, 0.5, "fewer than two models: no pairs", ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.suptitle("Table 5: paired accuracy differences, 95% hierarchical bootstrap CI")
     _save(fig, path)
 
 

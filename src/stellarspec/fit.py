@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
+from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import keep_freed_memory
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .lightning_modules import ClassifierModule, PretrainModule, SpectraDataModule
 
 DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
-MODELS = ("svm",) + DEEP_MODELS
+MODELS = ("svm",) + DEEP_MODELS + REFERENCE_MODELS
 CV_COLUMNS = ["params", "accuracy", "f1_macro", "n_fit", "n_val", "seconds"]
 
 
@@ -209,15 +210,16 @@ def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_
 # --- entry points -------------------------------------------------------------------------
 
 def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_csv,
-            threads: int, seed: int, pretrained=None, workdir=None) -> None:
+            threads: int, seed: int, pretrained=None, workdir=None, templates=None) -> None:
     """Score every candidate of `grid` (merged over `fixed`) on CV fold `fold`: trained on the
-    fold's fit rows, scored on its validation rows. One CSV row per candidate, grid order."""
+    fold's fit rows, scored on its validation rows. One CSV row per candidate, grid order.
+    `templates`: the template file of template_fit."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     fit, val = fold_rows(split, int(fold))
     y = ds.y
     rows = []
-    with _job(threads, deep=model != "svm"):
+    with _job(threads, deep=model in DEEP_MODELS):
         if model == "svm":
             for _, full in candidates(grid, fixed):
                 _svm_params(full)
@@ -226,6 +228,14 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
             for r in results:
                 frame = pd.DataFrame({"true": classes[y[val]], "pred": classes[r["y_pred"]]})
                 rows.append((r["params"], compute_metrics(frame, ds.classes), r["seconds"]))
+        elif model in REFERENCE_MODELS:
+            for params, full in candidates(grid, fixed):
+                start = time.perf_counter()
+                result = fit_predict(model, ds, fit, val, full, seed, templates)
+                frame = predictions_frame(ds.id[val], y[val], result["proba"], ds.classes,
+                                          y_pred=result["y_pred"])
+                rows.append((params, compute_metrics(frame, ds.classes),
+                             time.perf_counter() - start))
         else:
             with (contextlib.nullcontext(workdir) if workdir is not None
                   else tempfile.TemporaryDirectory(prefix="stellarspec-cv-")) as work:
@@ -349,17 +359,18 @@ def _heldout_losses(module, dm) -> tuple[float, float]:
 
 
 def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, seed: int,
-              pretrained=None) -> None:
+              pretrained=None, templates=None) -> None:
     """Train on all train rows, predict the test rows once; write predictions.csv, fit.json
     (what was trained, how long) and, for deep models, checkpoints/{best,last}.ckpt and
-    train_log.csv."""
+    train_log.csv; template_fit (whose template file is `templates`) also writes
+    template_fit.csv (stellarspec.reference)."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     out_dir = Path(out_dir)
     train, test = fold_rows(split, "test")
     y = ds.y
     start = time.perf_counter()
-    with _job(threads, deep=model != "svm"):
+    with _job(threads, deep=model in DEEP_MODELS):
         if model == "svm":
             svm, calibrated = calibrated_svm(ds.flux[train], y[train], **_svm_params(params))
             # Platt-scaled probabilities; the label is the SVM's own decision.
@@ -367,6 +378,13 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
             y_pred = svm.predict(ds.flux[test])
             info = {"epochs": None, "resumed_from_epoch": None, "device": "cpu",
                     "training": {"gamma": svm.gamma_}}
+        elif model in REFERENCE_MODELS:
+            result = fit_predict(model, ds, train, test, params, seed, templates)
+            proba, y_pred = result["proba"], result["y_pred"]
+            info = {"epochs": None, "resumed_from_epoch": None, "device": "cpu",
+                    "training": result["training"]}
+            if "table" in result:
+                write_csv(out_dir / "template_fit.csv", result["table"])
         else:
             result = train_deep(ds, split, "test", model, params, out_dir, seed, pretrained)
             assert np.array_equal(result["rows"], test)
@@ -374,7 +392,7 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
             info = {k: result[k] for k in ("epochs", "resumed_from_epoch", "device", "training")}
     frame = predictions_frame(ds.id[test], y[test], proba, ds.classes, y_pred=y_pred)
     write_csv(out_dir / "predictions.csv", frame)
-    if model != "svm":
+    if model in DEEP_MODELS:
         write_csv(out_dir / "train_log.csv", epoch_log(out_dir / "logs"))
     # The scores come later, from predictions.csv (evaluate_fit), so that a change in how they
     # are computed never retrains a model.

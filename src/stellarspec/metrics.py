@@ -20,9 +20,23 @@ def label_indices(labels, classes: list[str]) -> np.ndarray:
         raise ValueError(f"label {err.args[0]!r} is not one of the classes {classes}") from None
 
 
+def f1_of_macro_pr(precision, recall):
+    """The paper's F1: the harmonic mean 2PR/(P+R) of macro precision and macro recall (0 where
+    both are 0, NaN where either is). Not the mean of per-class F1 (`f1_macro_mean`), which is never larger."""
+    precision, recall = np.asarray(precision, dtype=float), np.asarray(recall, dtype=float)
+    denom = precision + recall
+    out = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    out = np.where(np.isnan(denom), np.nan, out)  # undefined P or R (no spectra) stays undefined
+    return float(out) if out.ndim == 0 else out
+
+
 def compute_metrics(predictions: pd.DataFrame, classes: list[str]) -> dict:
     """Accuracy, macro/weighted P/R/F1, per-class P/R/F1/support, confusion matrix (rows true,
-    columns predicted, in `classes` order) and within-one-subclass accuracy."""
+    columns predicted, in `classes` order) and within-one-subclass accuracy.
+
+    Two macro F1s: `f1_macro_mean`, the mean of per-class F1 (sklearn's macro F1), and
+    `f1_of_macro_pr`, the paper's 2PR/(P+R) of macro P and R. `f1_macro` is the same number as
+    `f1_macro_mean`, kept because CV files and `experiment.cv_metric` use that name."""
     classes = [str(c) for c in classes]
     y_true = label_indices(predictions["true"], classes)
     y_pred = label_indices(predictions["pred"], classes)
@@ -34,6 +48,8 @@ def compute_metrics(predictions: pd.DataFrame, classes: list[str]) -> dict:
                                                      average=average, zero_division=0)
         out.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
                     f"f1_{average}": float(f)})
+    out["f1_macro_mean"] = out["f1_macro"]
+    out["f1_of_macro_pr"] = f1_of_macro_pr(out["precision_macro"], out["recall_macro"])
     p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels,
                                                        average=None, zero_division=0)
     out["per_class"] = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
@@ -65,7 +81,8 @@ def predictions_frame(ids, y_true, proba: np.ndarray, classes: list[str],
 
 
 def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy and macro P/R/F1 from confusion matrices (..., C, C), rows true; zero_division=0."""
+    """Accuracy, macro P/R and both macro F1s (`f1_macro_mean`, `f1_of_macro_pr`) from confusion
+    matrices (..., C, C), rows true; zero_division=0."""
     confusion = confusion.astype(float)
     tp = np.diagonal(confusion, axis1=-2, axis2=-1)
     predicted, actual = confusion.sum(-2), confusion.sum(-1)
@@ -77,7 +94,9 @@ def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
     # does when given only the labels present.
     present = (predicted + actual) > 0
     n_present = present.sum(-1)
+    macro_p = (precision * present).sum(-1) / n_present
+    macro_r = (recall * present).sum(-1) / n_present
     return {"accuracy": tp.sum(-1) / confusion.sum((-2, -1)),
-            "precision_macro": (precision * present).sum(-1) / n_present,
-            "recall_macro": (recall * present).sum(-1) / n_present,
-            "f1_macro": (f1 * present).sum(-1) / n_present}
+            "precision_macro": macro_p, "recall_macro": macro_r,
+            "f1_macro_mean": (f1 * present).sum(-1) / n_present,
+            "f1_of_macro_pr": f1_of_macro_pr(macro_p, macro_r)}

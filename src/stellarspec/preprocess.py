@@ -15,6 +15,12 @@ from file to file), so a spectrum means the same thing whatever its origin:
    another spectrum): 'minmax' to [0, 1] as in the paper, 'median' (divide by the median), or
    'none'.
 
+The inverse variance goes along (`rebin_ivar`): an output pixel's variance is that of its
+overlap-weighted mean, sum(w_i^2 var_i) / (sum w_i)^2 over its good input pixels (the
+covariance this leaves between neighbouring output pixels is ignored); masked output pixels
+get ivar 0, and it is scaled with the flux by normalisation (ivar * scale^2, so that
+raw flux = flux * scale + offset). Without an input ivar, the output ivar is None (unknown).
+
 Why rebinning rather than linear interpolation: legacy SDSS spectra sit on the common grid
 already (log10 step 1e-4, starts on a multiple of it), where both are the identity; but a
 `table` source may bring finer or coarser grids, and there interpolation samples the noise
@@ -24,11 +30,27 @@ Both keep line centres in place (tests/test_preprocess.py checks this with a Gau
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
 
 NORMALISATIONS = ("minmax", "median", "none")
 MIN_COVERAGE = 0.5
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # ivar is stored as float32
+
+
+class Prepared(NamedTuple):
+    """Spectra on the common grid: flux (N, L) float32 normalised and filled, mask (N, L) True
+    where filled, n_good (N,), ivar (N, L) float32 of the normalised flux (0 where masked) or
+    None when the input had none, and flux_offset, flux_scale (N,) float64 with
+    raw flux = flux * flux_scale + flux_offset."""
+    flux: np.ndarray
+    mask: np.ndarray
+    n_good: np.ndarray
+    ivar: np.ndarray | None
+    flux_offset: np.ndarray
+    flux_scale: np.ndarray
 
 
 def grid_loglam(grid: dict) -> np.ndarray:
@@ -90,6 +112,32 @@ def rebin(loglam_in, flux, good, loglam_out, min_coverage: float = MIN_COVERAGE)
     return flux_out, good_out
 
 
+def overlap_matrix(loglam_in, loglam_out) -> sparse.csr_matrix:
+    """(L_in, L_out) sparse: the overlap in log wavelength of each input with each output pixel
+    (the weights `rebin` integrates with)."""
+    edges_in, edges_out = pixel_edges(loglam_in), pixel_edges(loglam_out)
+    lo, hi = max(edges_in[0], edges_out[0]), min(edges_in[-1], edges_out[-1])
+    cuts = np.unique(np.concatenate([edges_in, edges_out]))
+    cuts = cuts[(cuts >= lo) & (cuts <= hi)]
+    mid, length = 0.5 * (cuts[1:] + cuts[:-1]), np.diff(cuts)  # one segment per (in, out) pair
+    i = np.searchsorted(edges_in, mid) - 1
+    o = np.searchsorted(edges_out, mid) - 1
+    return sparse.csr_matrix((length, (i, o)), shape=(len(loglam_in), len(loglam_out)))
+
+
+def rebin_ivar(loglam_in, ivar, good, loglam_out, min_coverage: float = MIN_COVERAGE):
+    """The inverse variance of `rebin`'s output: 1 / (sum w^2 var / (sum w)^2) over the good
+    input pixels of each output pixel, w their overlaps; 0 where `rebin` masks."""
+    ivar = np.atleast_2d(np.asarray(ivar, dtype=np.float64))
+    good = np.atleast_2d(np.asarray(good, dtype=bool)) & (ivar > 0)
+    overlap = overlap_matrix(loglam_in, loglam_out)
+    variance = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+    weight = (overlap.T @ good.T.astype(np.float64)).T                      # sum w
+    spread = (overlap.multiply(overlap).T @ variance.T).T                   # sum w^2 var
+    good_out = (weight >= min_coverage * np.diff(pixel_edges(loglam_out))) & (spread > 0)
+    return np.where(good_out, weight ** 2 / np.where(good_out, spread, 1.0), 0.0)
+
+
 def fill_masked(flux, bad) -> np.ndarray:
     """Fill bad pixels by linear interpolation between the nearest good neighbours (per row)."""
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
@@ -110,31 +158,38 @@ def fill_masked(flux, bad) -> np.ndarray:
     return np.where(bad & (has_prev | has_next), filled, flux)
 
 
-def normalise(flux, bad, method: str = "minmax") -> np.ndarray:
-    """Normalise each row using its own good pixels only. Rows without good pixels are left."""
+def normalisation(flux, bad, method: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale), each (N,), of each row from its own good pixels: minmax (min, max -
+    min), median (0, |median|), none (0, 1); rows without good pixels (or a zero span) get a
+    scale of 1 and no offset."""
     if method not in NORMALISATIONS:
         raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {method!r}")
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    zero, one = np.zeros(len(flux)), np.ones(len(flux))
     if method == "none":
-        return flux
+        return zero, one
     good = ~np.atleast_2d(bad)
-    has_good = good.any(axis=1, keepdims=True)
+    has_good = good.any(axis=1)
     if method == "minmax":
-        lo = np.where(good, flux, np.inf).min(axis=1, keepdims=True)
-        hi = np.where(good, flux, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(has_good & (hi > lo), hi - lo, 1.0)
-        # Filled pixels lie between good neighbours, so the whole row ends in [0, 1].
-        return np.where(has_good, (flux - np.where(has_good, lo, 0.0)) / span, flux)
+        lo = np.where(good, flux, np.inf).min(axis=1)
+        hi = np.where(good, flux, -np.inf).max(axis=1)
+        return np.where(has_good, lo, 0.0), np.where(has_good & (hi > lo), hi - lo, 1.0)
     with warnings.catch_warnings():  # rows without good pixels give NaN, handled below
         warnings.simplefilter("ignore", RuntimeWarning)
-        median = np.nanmedian(np.where(good, flux, np.nan), axis=1, keepdims=True)
-    scale = np.where(has_good & (np.abs(median) > 0), np.abs(median), 1.0)
-    return flux / scale
+        median = np.nanmedian(np.where(good, flux, np.nan), axis=1)
+    return zero, np.where(has_good & (np.abs(median) > 0), np.abs(median), 1.0)
+
+
+def normalise(flux, bad, method: str = "minmax") -> np.ndarray:
+    """Normalise each row using its own good pixels only. Rows without good pixels are left.
+    minmax puts the row in [0, 1] (filled pixels lie between good neighbours)."""
+    offset, scale = normalisation(flux, bad, method)
+    return (np.atleast_2d(np.asarray(flux, dtype=np.float64)) - offset[:, None]) / scale[:, None]
 
 
 def preprocess(loglam_in, flux, ivar=None, and_mask=None, *, loglam_out,
-               method: str = "minmax", chunk: int = 1024):
-    """Batch on one input grid -> (flux (N, L_out) float32, mask (N, L_out) bool, n_good (N,)).
+               method: str = "minmax", chunk: int = 1024) -> Prepared:
+    """Batch on one input grid -> Prepared (flux, mask, n_good, ivar, flux_offset, flux_scale).
 
     mask is True where the output pixel was bad and has been filled. Rows with n_good == 0 have
     no usable pixel on the output grid and must be rejected by the caller. Rows are processed
@@ -147,6 +202,8 @@ def preprocess(loglam_in, flux, ivar=None, and_mask=None, *, loglam_out,
     n = len(flux)
     out = np.zeros((n, len(loglam_out)), dtype=np.float32)
     mask = np.ones((n, len(loglam_out)), dtype=bool)
+    ivar_out = None if ivar is None else np.zeros((n, len(loglam_out)), dtype=np.float32)
+    offset, scale = np.zeros(n), np.ones(n)
     for start in range(0, n, chunk):
         rows = slice(start, start + chunk)
         f = np.asarray(flux[rows], dtype=np.float64)
@@ -155,23 +212,33 @@ def preprocess(loglam_in, flux, ivar=None, and_mask=None, *, loglam_out,
         f = np.where(bad_in, 0.0, f)
         if same_grid:  # already on the grid: rebinning would be the identity
             good = ~bad_in
+            w = None if ivar is None else np.where(good, ivar[rows], 0.0)
         else:
             f, good = rebin(loglam_in, f, ~bad_in, loglam_out)
+            w = None if ivar is None else rebin_ivar(loglam_in, ivar[rows], ~bad_in, loglam_out)
         mask[rows] = ~good
-        out[rows] = normalise(fill_masked(f, ~good), ~good, method)
-    return out, mask, (~mask).sum(axis=1)
+        offset[rows], scale[rows] = normalisation(f, ~good, method)
+        out[rows] = (fill_masked(f, ~good) - offset[rows, None]) / scale[rows, None]
+        if w is not None:
+            ivar_out[rows] = np.minimum(np.where(good, w * scale[rows, None] ** 2, 0.0), FLOAT32_MAX)
+    return Prepared(out, mask, (~mask).sum(axis=1), ivar_out, offset, scale)
 
 
-def preprocess_records(records, loglam_out, method: str = "minmax"):
-    """SDSS records (each on its own grid) -> (flux (N, L) float32, mask (N, L), n_good (N,))."""
+def preprocess_records(records, loglam_out, method: str = "minmax") -> Prepared:
+    """SDSS records (each on its own grid) -> Prepared, as `preprocess`."""
     n, length = len(records), len(loglam_out)
     rebinned = np.zeros((n, length))
     good = np.zeros((n, length), dtype=bool)
+    ivar = np.zeros((n, length))
     for i, rec in enumerate(records):
         bad_in = bad_pixels(rec.flux, rec.ivar, rec.and_mask)
         f, g = rebin(rec.loglam.astype(np.float64),
                      np.where(bad_in, 0.0, rec.flux.astype(np.float64)), ~bad_in, loglam_out)
         rebinned[i], good[i] = f[0], g[0]
+        ivar[i] = rebin_ivar(rec.loglam.astype(np.float64), rec.ivar, ~bad_in, loglam_out)[0]
     mask = ~good
-    out = normalise(fill_masked(rebinned, mask), mask, method)
-    return out.astype(np.float32), mask, good.sum(axis=1)
+    offset, scale = normalisation(rebinned, mask, method)
+    out = (fill_masked(rebinned, mask) - offset[:, None]) / scale[:, None]
+    ivar = np.minimum(np.where(good, ivar * scale[:, None] ** 2, 0.0), FLOAT32_MAX)
+    return Prepared(out.astype(np.float32), mask, good.sum(axis=1), ivar.astype(np.float32),
+                    offset, scale)

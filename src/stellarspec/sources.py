@@ -183,15 +183,18 @@ def common_loglam(cfg: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------- batches
 
 class _Batch:
-    """Preprocessed spectra plus one row of meta per spectrum (id, group, label, snr)."""
+    """Preprocessed spectra (preprocess.Prepared) plus one row of meta per spectrum (id, group,
+    label, snr, source_id; truth_<name> columns of generated spectra)."""
 
-    def __init__(self, flux, mask, n_good, meta: pd.DataFrame):
-        self.flux, self.mask, self.n_good = flux, mask, np.asarray(n_good)
+    def __init__(self, prepared: preprocess.Prepared, meta: pd.DataFrame):
+        self.prepared = prepared
+        self.flux, self.mask, self.n_good = prepared.flux, prepared.mask, np.asarray(prepared.n_good)
         self.meta = meta.reset_index(drop=True)
 
     def take(self, keep) -> "_Batch":
         keep = np.asarray(keep)
-        return _Batch(self.flux[keep], self.mask[keep], self.n_good[keep], self.meta.iloc[keep])
+        return _Batch(preprocess.Prepared(*(None if a is None else np.asarray(a)[keep]
+                                            for a in self.prepared)), self.meta.iloc[keep])
 
 
 def _reject(rejects: list, source_id, reason: str, detail: str) -> None:
@@ -216,13 +219,16 @@ def _generated(cfg, stellar_type, generate):
     for sid in meta.loc[~finite, "id"]:
         _reject(rejects, sid, sdss_fits.NONFINITE_FLUX, "generator produced NaN/inf flux")
     keep = np.flatnonzero(finite)
-    out, mask, n_good = preprocess.preprocess(loglam, flux[keep], ivar[keep], loglam_out=loglam,
-                                              method=cfg.get("normalise", "minmax"))
+    prepared = preprocess.preprocess(loglam, flux[keep], ivar[keep], loglam_out=loglam,
+                                     method=cfg.get("normalise", "minmax"))
     meta = meta.iloc[keep].reset_index(drop=True)
+    # The generator's drawn parameters (teff, feh, ...) go to the dataset's truth columns.
+    truth = {f"truth_{c}": meta[c].to_numpy(dtype=np.float64) for c in meta
+             if c not in ("id", "group", "label", "snr") and pd.api.types.is_numeric_dtype(meta[c])}
     meta = pd.DataFrame({"id": meta["id"].astype(str), "group": meta["group"].astype(str),
                          "label": meta["label"].astype(str),
-                         "snr": meta["snr"].astype(np.float32), "source_id": meta["id"]})
-    batch = _drop_unusable(_Batch(out, mask, n_good, meta), rejects)
+                         "snr": meta["snr"].astype(np.float32), "source_id": meta["id"], **truth})
+    batch = _drop_unusable(_Batch(prepared, meta), rejects)
     return batch, rejects, {"n_generated": int(len(flux))}
 
 
@@ -341,10 +347,9 @@ def _select_records(cfg, stellar_type, paths, rejects) -> _Batch:
         rows.append({"id": meta["SPEC_ID"], "group": meta["OBJECT_ID"], "label": label,
                      "snr": np.float32(snr), "source_id": sid})
     loglam = common_loglam(cfg)
-    flux, mask, n_good = preprocess.preprocess_records(kept, loglam,
-                                                       cfg.get("normalise", "minmax"))
+    prepared = preprocess.preprocess_records(kept, loglam, cfg.get("normalise", "minmax"))
     meta = pd.DataFrame(rows, columns=["id", "group", "label", "snr", "source_id"])
-    return _drop_unusable(_Batch(flux, mask, n_good, meta), rejects)
+    return _drop_unusable(_Batch(prepared, meta), rejects)
 
 
 def _not_in_type(raw, stellar_type, subclasses, policy) -> str:
@@ -488,13 +493,13 @@ def _table(cfg, stellar_type):
         labels.append(label)
     keep = np.array(keep, dtype=np.int64)
     loglam = common_loglam(cfg)
-    out, mask, n_good = preprocess.preprocess(
+    prepared = preprocess.preprocess(
         np.log10(data["wave"]), flux[keep], None if ivar is None else ivar[keep],
         loglam_out=loglam, method=cfg.get("normalise", "minmax"))
     meta = pd.DataFrame({"id": data["id"][keep], "group": data["group"][keep],
                          "label": labels, "snr": np.asarray(data["snr"])[keep].astype(np.float32),
                          "source_id": data["id"][keep]})
-    batch = _drop_unusable(_Batch(out, mask, n_good, meta), rejects)
+    batch = _drop_unusable(_Batch(prepared, meta), rejects)
     batch = _unique_ids(batch, rejects)
     batch = _cap(cfg, stellar_type, batch, rejects, seed=int(table_cfg.get("seed", 0)))
     inputs = {"table_sha256": _file_sha256(table_cfg["path"]), "n_rows": int(len(flux))}
@@ -537,7 +542,11 @@ def _to_dataset(cfg, stellar_type, batch: _Batch, rejects: list, inputs: dict):
         mask=np.asarray(batch.mask, dtype=bool).reshape(len(meta), length),
         label=meta["label"].to_numpy(dtype=str), snr=meta["snr"].to_numpy(dtype=np.float32),
         id=meta["id"].to_numpy(dtype=str), group=meta["group"].to_numpy(dtype=str),
-        classes=classes, provenance=provenance)
+        classes=classes, provenance=provenance,
+        ivar=None if batch.prepared.ivar is None else batch.prepared.ivar.reshape(len(meta), length),
+        flux_offset=batch.prepared.flux_offset, flux_scale=batch.prepared.flux_scale,
+        truth={c[len("truth_"):]: meta[c].to_numpy(dtype=np.float64) for c in meta
+               if c.startswith("truth_")})
     return ds, rejects
 
 

@@ -1,12 +1,13 @@
-# Stage 6: the paper's Table 3 and Table 4 from every fit, mean +- std over seeds.
+# Stage 6: the paper's Tables 3 and 4, the S/N-matched table and Table 5 (paired tests) from every fit.
 
 
-# Collect every fit's metrics and predictions into Table 3 (P/R/F1 by fraction) and Table 4 (accuracy at 70%).
+# Collect every fit's metrics, predictions and test S/N into Tables 3-5 and the S/N-matched table.
 rule aggregate:
     input:
-        src("aggregate", "metrics", "paper"),
+        src("aggregate", "metrics", "paper", "stats", "dataset"),
         metrics=aggregate_inputs("metrics.json"),
         predictions=aggregate_inputs("predictions.csv"),
+        datasets=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
     output:
         fits="results/tables/fits.csv",
         per_class="results/tables/per_class.csv",
@@ -16,6 +17,12 @@ rule aggregate:
         table4_csv=report("results/tables/table4.csv", caption="../report/table4.rst", category="Tables"),
         table4_md="results/tables/table4.md",
         table4_tex="results/tables/table4.tex",
+        snr_csv=report("results/tables/table_snr.csv", caption="../report/table_snr.rst", category="Tables"),
+        snr_md="results/tables/table_snr.md",
+        snr_tex="results/tables/table_snr.tex",
+        table5_csv=report("results/tables/table5.csv", caption="../report/table5.rst", category="Tables"),
+        table5_md="results/tables/table5.md",
+        table5_tex="results/tables/table5.tex",
     log:
         "results/logs/aggregate.log",
     params:
@@ -24,6 +31,7 @@ rule aggregate:
         seeds=config["experiment"]["seeds"],
         types=TYPES,
         models=MODELS,
+        snr_windows={t: {s: spec["snr"] for s, spec in subs.items()} for t, subs in config["types"].items()},
         allow_partial=config["aggregate"]["allow_partial"],
         n_bootstrap=config["aggregate"]["n_bootstrap"],
     localrule: True

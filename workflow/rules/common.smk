@@ -53,6 +53,9 @@ def check_config(cfg):
         _config_error("table.path", f"labelled-spectra file {cfg['table']['path']} does not exist")
     if cfg["source"] == "sdss" and cfg["sdss"]["spec_dir"] and not Path(cfg["sdss"]["spec_dir"]).is_dir():
         _config_error("sdss.spec_dir", f"directory {cfg['sdss']['spec_dir']} does not exist")
+    if "template_fit" in exp["models"] and not Path(cfg["models"]["template_fit"]["template_file"]).exists():
+        _config_error("models.template_fit.template_file",
+                      f"template file {cfg['models']['template_fit']['template_file']} does not exist")
     if cfg["pretrain"]["extra_unlabelled"] and not Path(cfg["pretrain"]["extra_unlabelled"]).exists():
         _config_error("pretrain.extra_unlabelled", f"{cfg['pretrain']['extra_unlabelled']} does not exist")
 
@@ -64,7 +67,9 @@ TYPES = list(config["types"])
 FRACTIONS = [f"{f:g}" for f in config["experiment"]["train_fractions"]]
 SEEDS = [str(s) for s in config["experiment"]["seeds"]]
 MODELS = config["experiment"]["models"]
-DEEP_MODELS = [m for m in MODELS if m != "svm"]
+# Reference models (stellarspec.reference): CPU only and cheap, no torch; never deep.
+REFERENCE_MODELS = [m for m in MODELS if m in ("majority", "snr_only", "template_fit")]
+DEEP_MODELS = [m for m in MODELS if m != "svm" and m not in REFERENCE_MODELS]
 K = config["experiment"]["cv_folds"]
 # Every output of one source lives under results/{source}/, so sources never mix.
 RUN = "results/{source}/{type}/frac{frac}_seed{seed}"
@@ -85,9 +90,10 @@ def src(*modules):
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
                "template_fit")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "reference")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit")
+               "fit", "reference")
+SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 
 def data_params(stellar_type):
@@ -118,6 +124,13 @@ def cv_inputs(wildcards):
     return expand(f"{RUN}/cv/{{model}}/fold{{fold}}.csv", **wildcards, fold=range(K))
 
 
+def template_file(wildcards):
+    """template_fit's template file (models.template_fit.template_file); nothing for others."""
+    if wildcards.model == "template_fit":
+        return config["models"]["template_fit"]["template_file"]
+    return []
+
+
 def pretrained_encoder(wildcards):
     if wildcards.model == "bert_cnn_pretrained":
         return f"{RUN}/pretrain/encoder.pt".format(**wildcards)
@@ -143,8 +156,10 @@ def saliency_inputs(name):
 
 
 def all_outputs():
-    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4"], ext=["csv", "md", "tex"])
-    figures = expand("results/figures/{fig}.png", fig=["learning_curves", "confusion_matrices", "per_class_f1"])
+    tables = expand("results/tables/{table}.{ext}", table=["table3", "table4", "table_snr", "table5"],
+                    ext=["csv", "md", "tex"])
+    figures = expand("results/figures/{fig}.png",
+                     fig=["learning_curves", "confusion_matrices", "per_class_f1", "table5_forest"])
     if "bert_cnn" in MODELS:
         figures += ["results/figures/saliency.png"]
     if SOURCE == "simulated":

@@ -23,6 +23,31 @@ rule fit_svm:
         "../scripts/final_fit.py"
 
 
+# Final fit of a reference model (majority, snr_only, template_fit) and its test predictions.
+rule fit_reference:
+    input:
+        SRC_REFERENCE,
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        best="results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
+        templates=template_file,
+    output:
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+    log:
+        "results/{source}/logs/fit_reference/{type}_frac{frac}_seed{seed}_{model}.log",
+    wildcard_constraints:
+        model="|".join(REFERENCE_MODELS) if REFERENCE_MODELS else "none",
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["mem_mb_svm"],
+        runtime=config["resources"]["runtime_svm"],
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/final_fit.py"
+
+
 # Final deep-model fit (Lightning; resumes from last.ckpt) and its test predictions.
 rule fit_deep:
     input:

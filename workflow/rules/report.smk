@@ -1,17 +1,19 @@
 # Stage 7: figures for the HTML report (snakemake --report results/report.zip).
 
 
-# Learning curves, confusion matrices and per-class F1 from the aggregated fits.
+# Learning curves, confusion matrices, per-class F1 and Table 5's forest plot from the aggregated fits.
 rule figures:
     input:
-        src("figures", "paper"),
+        src("figures", "paper", "aggregate"),
         fits="results/tables/fits.csv",
         per_class="results/tables/per_class.csv",
+        table5="results/tables/table5.csv",
         predictions=aggregate_inputs("predictions.csv"),
     output:
         learning=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"),
         confusion=report("results/figures/confusion_matrices.png", caption="../report/confusion_matrices.rst", category="Figures"),
         per_class=report("results/figures/per_class_f1.png", caption="../report/per_class_f1.rst", category="Figures"),
+        forest=report("results/figures/table5_forest.png", caption="../report/table5_forest.rst", category="Figures"),
     log:
         "results/logs/figures.log",
     params:

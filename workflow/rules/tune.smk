@@ -23,6 +23,31 @@ rule cv_svm:
         "../scripts/cv_fold.py"
 
 
+# Score every candidate of a reference model (majority, snr_only, template_fit) on one CV fold.
+rule cv_reference:
+    input:
+        SRC_REFERENCE,
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        templates=template_file,
+    output:
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
+    log:
+        "results/{source}/logs/cv_reference/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+    wildcard_constraints:
+        model="|".join(REFERENCE_MODELS) if REFERENCE_MODELS else "none",
+    params:
+        settings=lambda wildcards: model_settings(wildcards.model),
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["mem_mb_svm"],
+        runtime=config["resources"]["runtime_svm"],
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/cv_fold.py"
+
+
 # Masked-patch pretraining of the BERT encoder on the training part's spectra (no labels).
 rule pretrain:
     input:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from stellarspec.aggregate import build_tables, collect, write_table_csv, write_tables
+from stellarspec.dataset import load_dataset
 
 p = snakemake.params
 fits, per_class = collect(snakemake.input.metrics, p.source)
@@ -15,12 +16,17 @@ for path in snakemake.input.predictions:
     frac, seed = run.removeprefix("frac").split("_seed")
     key = (Path(path).parents[3].name, Path(path).parent.name, float(frac), int(seed))
     predictions[key] = pd.read_csv(path, dtype={"id": str, "true": str, "pred": str})
-table3, table4, missing = build_tables(
+# S/N of every spectrum by id, from results/{source}/{type}/dataset.npz
+snr = {}
+for path in snakemake.input.datasets:
+    ds = load_dataset(path)
+    snr[Path(path).parent.name] = pd.Series(ds.snr.astype(float), index=ds.id.astype(str))
+tables, missing = build_tables(
     fits, predictions, {"types": p.types, "models": p.models, "fractions": p.fractions, "seeds": p.seeds},
-    p.source, n_bootstrap=p.n_bootstrap, allow_partial=p.allow_partial)
+    p.source, n_bootstrap=p.n_bootstrap, allow_partial=p.allow_partial, snr=snr, windows=p.snr_windows)
 if missing:
     print(f"PARTIAL tables: {len(missing)} fits missing, e.g. {missing[:3]}")
 write_table_csv(snakemake.output.fits, fits)
 write_table_csv(snakemake.output.per_class, per_class)
-write_tables(table3, table4, snakemake.output)
+write_tables(tables, snakemake.output, n_bootstrap=p.n_bootstrap)
 print(open(snakemake.output.table4_md).read())

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from stellarspec import figures
+from stellarspec.aggregate import table4_fraction
 
 p = snakemake.params
 fits = pd.read_csv(snakemake.input.fits)
@@ -28,3 +29,8 @@ for (stype, model), paths in sorted(by_cell.items()):
                      dropna=False).to_numpy()
     confusions[(stype, model)] = (classes, cm)
 figures.confusion_matrices(confusions, snakemake.output.confusion, p.source)
+
+# Table 5's paired differences at Table 4's fraction.
+table5 = pd.read_csv(snakemake.input.table5)
+figures.forest_plot(table5, snakemake.output.forest, p.source,
+                    table4_fraction(fits["train_fraction"].unique()))
