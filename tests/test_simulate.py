@@ -1,6 +1,8 @@
 """The offline spectrum sources: the physical generator and the template-driven source."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -385,3 +387,142 @@ def test_template_source_rejects_unknown_subclasses(shared_data):
     with pytest.raises(ValueError, match="library"):
         template_spectra(templates_config(shared_data, "pickles"),
                          {"K1": {"count": 1, "snr": [60, 65]}}, WAVE, 1.0, seed=0)
+
+
+# ------------------------------------------------------------ the survey simulator (issue 13)
+
+from stellarspec import sources  # noqa: E402
+from stellarspec.dataset import load_dataset  # noqa: E402
+from stellarspec.template_fit import fit_templates, read_templates  # noqa: E402
+
+# Windows chosen so that one S/N can pass for one label and fail for another.
+SMALL_K = {"K3": {"count": 3, "snr": [20, 40]}, "K5": {"count": 3, "snr": [40, 60]},
+           "K7": {"count": 2, "snr": [20, 60]}}
+
+
+def survey_paths(shared_data):
+    return (shared_data / "sdss/templates/spEigenStar-53724.fits", shared_data / "kesseli2017")
+
+
+@pytest.fixture(scope="module")
+def small_survey(shared_data):
+    tpl, lib = survey_paths(shared_data)
+    return simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", {"batch": 64}, tpl, lib)
+
+
+def test_every_label_is_the_template_fit_of_its_spectrum(small_survey, shared_data):
+    flux, ivar, meta, rejects, info = small_survey
+    templates = read_templates(survey_paths(shared_data)[0])
+    assert len(templates) == 40                        # every template, as the pipeline
+    refit = fit_templates(np.log10(WAVE), flux, ivar, templates).best_names
+    np.testing.assert_array_equal(refit, meta["label"].to_numpy())
+    # The label follows the spectrum, not the truth: it is not the MK-nearest subclass of Teff
+    # for every spectrum the survey observed (rejects hold pipeline labels outside the type).
+    assert info["pipeline_labels_observed"].keys() - SMALL_K.keys()
+    assert any(r["reason"] == sources.NOT_IN_TYPE for r in rejects)
+
+
+def test_selection_applies_each_labels_window_to_the_carried_snr(small_survey):
+    flux, ivar, meta, rejects, info = small_survey
+    carried = median_snr(flux.astype(float), ivar.astype(float))
+    np.testing.assert_allclose(meta["snr"], carried, rtol=1e-5)
+    for label, snr in zip(meta["label"], carried):
+        lo, hi = SMALL_K[label]["snr"]
+        assert lo <= snr <= hi, (label, snr)
+    # Spectra inside the type's S/N span were dropped because their own label's window
+    # excluded them: the window is applied after labelling.
+    outside = [r for r in rejects if r["reason"] == sources.SNR_OUTSIDE]
+    assert outside
+    for r in outside:
+        value = float(r["detail"].split("=")[1].split()[0])
+        assert 20 <= value <= 60
+    assert info["reached"] and all((meta["label"] == s).sum() >= v["count"]
+                                   for s, v in SMALL_K.items())
+
+
+def test_survey_is_deterministic_for_a_seed(small_survey, shared_data):
+    tpl, lib = survey_paths(shared_data)
+    again = simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", {"batch": 64}, tpl, lib)
+    np.testing.assert_array_equal(again[0], small_survey[0])
+    pd.testing.assert_frame_equal(again[2], small_survey[2])
+
+
+def test_giants_are_drawn_at_the_configured_fraction():
+    rng = np.random.default_rng(0)
+    for fraction in (0.0, 0.3, 0.8):
+        settings = simulate.survey_settings({"giant_fraction": fraction})
+        stars = simulate.draw_population(rng, 20000, settings, (4050.0, 6810.0))
+        lo, hi = settings["giant_teff"]
+        eligible = (stars["teff"] >= lo) & (stars["teff"] <= hi)
+        giant = stars["logg"] < simulate.GIANT_LOGG_MAX
+        assert not giant[~eligible].any()
+        n = eligible.sum()
+        assert abs(giant[eligible].mean() - fraction) < 4 * np.sqrt(fraction * (1 - fraction) / n
+                                                                    + 1e-12)
+        assert ((stars["logg"][giant] >= settings["giant_logg"][0]) &
+                (stars["logg"][giant] <= settings["giant_logg"][1])).all()
+        assert (stars["logg"][~giant] >= 4.0).all()
+
+
+def test_snr_is_drawn_from_the_power_law_and_conditioning_keeps_its_shape():
+    rng = np.random.default_rng(1)
+    settings = simulate.survey_settings({})
+    full = simulate.draw_snr(rng, 400000, settings["snr_range"], settings["snr_slope"])
+    inside = full[(full >= 40) & (full <= 80)]
+    direct = simulate.draw_snr(rng, inside.size, settings["snr_range"], settings["snr_slope"],
+                               within=(40, 80))
+    assert (direct >= 40).all() and (direct <= 80).all()
+    assert abs(np.median(direct) - np.median(inside)) < 0.5
+    share = simulate.snr_cdf(80.0, settings["snr_range"], 2.5) - simulate.snr_cdf(
+        40.0, settings["snr_range"], 2.5)
+    assert inside.size / full.size == pytest.approx(share, rel=0.05)
+
+
+def test_truth_round_trips_through_the_dataset_file_with_its_summary(shared_data, tmp_path):
+    tpl, lib = survey_paths(shared_data)
+    cfg = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/sources.py",
+                                                       "config.yaml")))
+    cfg.update(source="simulated", scale=1.0, types={"K": SMALL_K})
+    cfg["simulated"] = {"seed": 3, "batch": 64}
+    cfg["templates"].update(sdss_path=str(tpl), kesseli_dir=str(lib))
+    out = tmp_path / "dataset.npz"
+    sources.write_dataset(cfg, "K", out, tmp_path / "rejects.csv", tmp_path / "summary.json")
+    ds = load_dataset(out)
+    assert {c: int((ds.label == c).sum()) for c in SMALL_K} == {c: v["count"]
+                                                               for c, v in SMALL_K.items()}
+    assert {"teff", "logg", "feh", "ebv", "rv_kms", "snr_true"} <= set(ds.truth)
+    flux, ivar, meta, _, _ = simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", cfg["simulated"],
+                                                     tpl, lib)
+    by_id = meta.set_index("id")
+    for name in ("teff", "logg", "feh", "ebv", "rv_kms", "snr_true"):
+        np.testing.assert_array_equal(ds.truth[name], by_id.loc[ds.id, name].to_numpy())
+    # The stored (normalised) spectra still carry their labels under the same fit.
+    refit = fit_templates(np.log10(ds.wave), ds.flux, ds.ivar, read_templates(tpl)).best_names
+    np.testing.assert_array_equal(refit, ds.label)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    worth = summary["label_worth"]
+    assert worth["n"] == len(ds) and set(worth["per_subclass"]) == set(SMALL_K)
+    for name, row in worth["per_subclass"].items():
+        assert row["n_dwarf"] + row["n_giant"] == row["n"] == (ds.label == name).sum()
+        assert row["snr"]["min"] >= SMALL_K[name]["snr"][0]
+    nearest = simulate.nearest_mk_subclass(ds.truth["teff"], SMALL_K)
+    assert worth["disagreement_mk"] == pytest.approx((nearest != ds.label).mean(), abs=1e-3)
+    assert summary["survey"]["n_observed"] >= len(ds)
+
+
+def test_teff_only_ceiling_is_the_bayes_accuracy_of_the_label_first_draw(paper_types):
+    # Monte Carlo of the label-first generator's Teff draw, classified by the Bayes rule.
+    for stellar_type in ("K", "G"):
+        subclasses = paper_types[stellar_type]
+        population = simulate.subclass_population(subclasses, "sdss")
+        sigma = simulate.teff_scatter({n: p["teff"] for n, p in population.items()})
+        rng = np.random.default_rng(0)
+        names = list(subclasses)
+        counts = np.array([subclasses[n]["count"] for n in names], float)
+        truth = rng.choice(len(names), 200000, p=counts / counts.sum())
+        mean = np.array([population[n]["teff"] for n in names])
+        sd = np.array([sigma[n] for n in names])
+        teff = rng.normal(mean[truth], sd[truth])
+        score = np.log(counts) - np.log(sd) - 0.5 * ((teff[:, None] - mean) / sd) ** 2
+        accuracy = (score.argmax(axis=1) == truth).mean()
+        assert simulate.teff_only_ceiling(subclasses) == pytest.approx(accuracy, abs=0.005)

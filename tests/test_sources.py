@@ -285,7 +285,7 @@ def write_table(path, data):
 def test_table_round_trip(monkeypatch, tmp_path, suffix):
     """A dataset exported as a table on its own grid comes back identical."""
     monkeypatch.setattr(simulate, "simulate_spectra", fake_generator([]))
-    cfg = base_config()
+    cfg = base_config(source="label_first")
     ds, _ = sources.build_dataset(cfg, "K")
     table = tmp_path / f"mine{suffix}"
     write_table(table, {"wave": ds.wave, "flux": ds.flux, "ivar": (~ds.mask).astype(np.float32),

@@ -1234,11 +1234,11 @@ def survey_model_spectra(rng, wave: np.ndarray, library: KesseliLibrary, stars: 
     return np.clip(observed, 1e-6, None) * extinction(wave, stars["ebv"])
 
 
-def type_teff_range(wave, library: KesseliLibrary, templates, subclasses, settings,
-                    fit_templates) -> tuple[float, float]:
-    """The Teff span from which a type's sample is drawn (the survey's colour targeting): where
-    noise-free, unreddened dwarfs and giants at the population's mean [Fe/H] take one of the
-    type's labels from template_fit, widened by 8% on each side, within the library."""
+def label_bands(wave, library: KesseliLibrary, templates, subclasses, settings,
+                fit_templates) -> dict[str, tuple[float, float]]:
+    """The Teff band of each subclass: where noise-free, unreddened dwarfs and giants at the
+    population's mean [Fe/H] take that label from template_fit (on 64 Teff nodes over the
+    library), widened by 6% on each side; the library's whole span for a label never taken."""
     teff = np.geomspace(*library.teff_range, 64)
     giant_logg = float(np.mean(settings["giant_logg"]))
     stars = {"teff": np.concatenate([teff, teff]),
@@ -1249,12 +1249,21 @@ def type_teff_range(wave, library: KesseliLibrary, templates, subclasses, settin
     model = survey_model_spectra(None, wave, library, stars, 0.0)
     ivar = (100.0 / np.median(model, axis=1, keepdims=True)) ** 2 * np.ones_like(model)
     label = fit_templates(np.log10(wave), model, ivar, templates).best_names
-    inside = np.isin(label, list(subclasses))
-    if not inside.any():
-        return library.teff_range
-    hit = stars["teff"][inside]
-    return (max(hit.min() / 1.08, library.teff_range[0]),
-            min(hit.max() * 1.08, library.teff_range[1]))
+    bands = {}
+    for name in subclasses:
+        hit = stars["teff"][label == name]
+        bands[name] = ((max(hit.min() / 1.06, library.teff_range[0]),
+                        min(hit.max() * 1.06, library.teff_range[1])) if hit.size
+                       else library.teff_range)
+    return bands
+
+
+def allocate(n: int, weight: np.ndarray) -> np.ndarray:
+    """n split into integer parts proportional to weight (largest remainders, ties by index)."""
+    share = n * weight / weight.sum()
+    out = np.floor(share).astype(int)
+    out[np.argsort(-(share - out), kind="stable")[:n - out.sum()]] += 1
+    return out
 
 
 def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_type: str,
@@ -1262,18 +1271,21 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
                    ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[dict], dict]:
     """Simulate the survey for one stellar type until every subclass has its target count.
 
-    Batches of stars are drawn from the population (draw_population), keeping only stars whose
-    S/N lies in the span of the type's windows (draw_snr: no other star could be selected, and
-    the rest are n_population_equivalent); they are observed (survey_model_spectra, noise) and
-    labelled by
-    template_fit against every template of `templates_path`; a spectrum is kept when its label
-    is one of the type's subclasses and its measured S/N (the one it carries, SN_MEDIAN_ALL)
-    lies in that subclass's window. Stops once each subclass has max(1, round(count * scale)) kept spectra, or at
-    max_simulated_per_target x their total.
+    The population (draw_population) is drawn band by band: each subclass has a Teff band
+    (label_bands: where template_fit gives noise-free stars that label) and each star drawn for
+    a band takes its S/N from the broad power law restricted to that subclass's window (the
+    only S/N at which a spectrum so labelled can be selected). Each batch is shared among the
+    bands in proportion to what each still lacks over its yield so far, so every subclass fills
+    its count at about the same time: the Teff density is flat (in log Teff) within a band.
+    Every star is observed (survey_model_spectra, noise) and labelled by template_fit against
+    every template of `templates_path`; a spectrum is kept when its label is one of the type's
+    subclasses and its measured S/N (the one it carries, SN_MEDIAN_ALL) lies in that label's
+    window, whichever band it was drawn for. Stops once each subclass has
+    max(1, round(count * scale)) kept spectra, or at max_simulated_per_target x their total.
 
     Returns flux, ivar (float32, selected spectra only), meta (id, group, label, snr and the
-    truth: teff, logg, feh, ebv, rv_kms, snr_true), the rejects ({source_id,
-    reason, detail} for every observed but unselected spectrum) and a summary of the draw.
+    truth: teff, logg, feh, ebv, rv_kms, snr_true), the rejects ({source_id, reason, detail} for
+    every observed but unselected spectrum) and a summary of the draw.
     """
     from .labels import match_subclass
     from .sources import NOT_IN_TYPE, SNR_OUTSIDE
@@ -1285,21 +1297,25 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
     library = read_kesseli_library(str(kesseli_dir), float(wave[0]), float(wave[-1]),
                                    float(np.log10(wave[1] / wave[0])))
     templates = read_templates(templates_path)
-    teff_range = type_teff_range(wave, library, templates, subclasses, settings, fit_templates)
+    bands = label_bands(wave, library, templates, subclasses, settings, fit_templates)
+    names = list(subclasses)
     target = {name: n_spectra(spec["count"], scale) for name, spec in subclasses.items()}
-    span = (min(s["snr"][0] for s in subclasses.values()),
-            max(s["snr"][1] for s in subclasses.values()))
     limit = settings["max_simulated_per_target"] * sum(target.values())
-    kept = {name: 0 for name in subclasses}
+    kept = {name: 0 for name in names}
+    drawn_for = np.zeros(len(names))
+    kept_for = np.zeros(len(names))
     flux_parts, ivar_parts, meta_parts, rejects = [], [], [], []
     labels_all: dict[str, int] = {}
     n_observed = batch = 0
-    in_span = float(np.diff(snr_cdf(np.array(span, float), settings["snr_range"],
-                                    settings["snr_slope"]))[0])
-    while any(kept[s] < target[s] for s in subclasses) and n_observed < limit:
+    while any(kept[s] < target[s] for s in names) and n_observed < limit:
         rng = np.random.default_rng([int(settings["seed"]), zlib.crc32(stellar_type.encode()),
                                      batch])
-        stars = draw_population(rng, settings["batch"], settings, teff_range, snr_within=span)
+        need = np.array([max(target[s] - kept[s], 0) for s in names], float)
+        sizes = allocate(settings["batch"], need / ((kept_for + 1) / (drawn_for + 2)))
+        parts = [draw_population(rng, size, settings, bands[s], subclasses[s]["snr"])
+                 for s, size in zip(names, sizes) if size]
+        stars = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        band = np.repeat(np.arange(len(names)), sizes)
         batch += 1
         model = survey_model_spectra(rng, wave, library, stars, settings["scatter"])
         flux, ivar, snr = observe(rng, model, np.ones(model.shape, dtype=bool), stars["level"],
@@ -1308,6 +1324,7 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
         label = np.asarray(fit.names)[fit.best]
         ids = np.array([f"sim-{stellar_type}-{n_observed + i:07d}" for i in range(len(label))])
         n_observed += len(label)
+        drawn_for += sizes
         keep = np.zeros(len(label), dtype=bool)
         for i, (name, value) in enumerate(zip(label, snr)):
             labels_all[name] = labels_all.get(name, 0) + 1
@@ -1324,6 +1341,7 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
                 continue
             keep[i] = True
             kept[matched] += 1
+            kept_for[band[i]] += matched == names[band[i]]
         print(f"survey {stellar_type} batch {batch}: {n_observed} observed, "
               f"kept {kept} of {target}", flush=True)
         flux_parts.append(flux[keep])
@@ -1339,12 +1357,11 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
     ivar = np.concatenate(ivar_parts) if ivar_parts else np.zeros((0, length), np.float32)
     meta = (pd.concat(meta_parts, ignore_index=True) if meta_parts
             else pd.DataFrame(columns=["id", "group", "label", "snr"]))
-    info = {"n_population_equivalent": int(round(n_observed / in_span)),
-            "snr_span_fraction": round(in_span, 5), "n_observed": int(n_observed),
-            "n_selected_before_cap": int(len(meta)), "snr_span_observed": list(span),
-            "teff_range": [round(t) for t in teff_range],
-            "pipeline_labels_observed": dict(sorted(labels_all.items())),
-            "target_counts": target, "reached": all(kept[s] >= target[s] for s in subclasses),
+    info = {"n_observed": int(n_observed), "n_selected_before_cap": int(len(meta)),
+            "teff_bands": {s: [round(t) for t in bands[s]] for s in names},
+            "observed_per_band": {s: int(n) for s, n in zip(names, drawn_for)},
+            "pipeline_labels_observed": {str(k): v for k, v in sorted(labels_all.items())},
+            "target_counts": target, "reached": all(kept[s] >= target[s] for s in names),
             "templates": str(templates_path), "library": str(kesseli_dir),
             "settings": settings}
     return flux, ivar, meta, rejects, info

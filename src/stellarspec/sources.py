@@ -247,7 +247,10 @@ def _simulated(cfg, stellar_type):
     batch, rejects, inputs = _generated(cfg, stellar_type, generate)
     rejects = survey["rejects"] + rejects
     settings = simulate.survey_settings(cfg.get("simulated", {}))
-    batch = _cap(cfg, stellar_type, batch, rejects, seed=int(settings["seed"]))
+    scaled = {s: {**v, "count": simulate.n_spectra(v["count"], float(cfg.get("scale", 1.0)))}
+              for s, v in cfg["types"][stellar_type].items()}
+    batch = _cap({**cfg, "types": {stellar_type: scaled}}, stellar_type, batch, rejects,
+                 seed=int(settings["seed"]))
     return batch, rejects, {**inputs, "survey": survey["info"]}
 
 
