@@ -526,3 +526,92 @@ def test_teff_only_ceiling_is_the_bayes_accuracy_of_the_label_first_draw(paper_t
         score = np.log(counts) - np.log(sd) - 0.5 * ((teff[:, None] - mean) / sd) ** 2
         accuracy = (score.argmax(axis=1) == truth).mean()
         assert simulate.teff_only_ceiling(subclasses) == pytest.approx(accuracy, abs=0.005)
+
+
+# Realism of the survey simulator. Its labels are template fits (template x 4-term polynomial),
+# so spectra are compared with templates the way the pipeline compares them: the correlation of
+# the subclass's mean spectrum with its template times the least-squares polynomial that maps
+# one onto the other. (The plain whole-spectrum Pearson r of the label-first check above is
+# dominated by the continuum, which the fit's polynomial removes.) The survey's mean spectrum of
+# every subclass must match its template at least as well, on that measure, as the label-first
+# generator's 300-star mean does.
+SURVEY_REALISM_COUNT = 20
+LINE_INDICES = {  # band, blue side, red side (A, vacuum)
+    "H beta": ((4848, 4878), (4800, 4815), (4905, 4920)),
+    "Mg b": ((5160, 5195), (5140, 5155), (5215, 5230)),
+    "Na D": ((5885, 5903), (5865, 5878), (5915, 5930)),
+    "G band": ((4282, 4318), (4268, 4283), (4320, 4336)),
+    "Ca II K": ((3925, 3945), (3905, 3918), (3990, 4000)),
+}
+
+
+def median_scaled_mean(flux, ivar):
+    """Mean of the spectra after dividing each by its median (keeps equivalent widths)."""
+    good = ivar > 0
+    scaled = np.where(good, flux / np.median(flux, axis=1, keepdims=True), np.nan)
+    return np.nanmean(scaled, axis=0)
+
+
+def polynomial_matched_r(spectrum, template, good):
+    """Correlation of spectrum with template x the 4-term Legendre polynomial fitted to it."""
+    x = np.linspace(-1, 1, spectrum.size)
+    basis = np.stack([template * np.polynomial.legendre.legval(x, np.eye(4)[j])
+                      for j in range(4)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis[good], spectrum[good], rcond=None)
+    return np.corrcoef(spectrum[good], (basis @ coef)[good])[0, 1]
+
+
+@pytest.fixture(scope="module")
+def survey_means(shared_data, paper_types):
+    tpl, lib = survey_paths(shared_data)
+    means = {}
+    for stellar_type, subclasses in paper_types.items():
+        counts = {s: {**v, "count": SURVEY_REALISM_COUNT} for s, v in subclasses.items()}
+        flux, ivar, meta, _, _ = simulate.survey_spectra(counts, WAVE, 1.0, stellar_type,
+                                                         {"seed": 1}, tpl, lib)
+        for s in subclasses:
+            rows = meta["label"].to_numpy() == s
+            means[s] = median_scaled_mean(flux[rows].astype(float), ivar[rows])
+    return means
+
+
+@pytest.fixture(scope="module")
+def label_first_means():
+    subclasses = {s: {"count": REALISM_STARS_PER_SUBCLASS, "snr": [60, 65]} for s in TEN}
+    flux, ivar, meta = simulate_spectra(subclasses, WAVE, 1.0, seed=0)
+    return {s: median_scaled_mean(flux[meta["label"].to_numpy() == s].astype(float),
+                                  ivar[meta["label"].to_numpy() == s]) for s in TEN}
+
+
+def test_survey_means_match_their_templates_better_than_label_first(survey_means,
+                                                                    label_first_means,
+                                                                    shared_data):
+    templates = sdss_templates_on_grid(shared_data)
+    covered = np.all([templates[s][1] for s in TEN], axis=0)
+    for s in TEN:
+        good = covered & np.isfinite(survey_means[s]) & np.isfinite(label_first_means[s])
+        new = polynomial_matched_r(survey_means[s], templates[s][0], good)
+        old = polynomial_matched_r(label_first_means[s], templates[s][0], good)
+        assert new >= old and new > 0.98, (s, new, old)
+
+
+# Known gap, measured: the Kesseli K7 dwarfs' Ca II K is weaker than the SDSS K7 template's
+# (9.6 against 11.4 A) and the F9-labelled stars' stronger (10.3 against 8.9), so the rank
+# correlation is 0.71. Strict: the test fails when this gets fixed.
+CA_K_GAP = pytest.mark.xfail(strict=True, reason="Ca II K of the K7 and F9 survey means is "
+                             "out of the templates' order (rho 0.71)")
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, marks=CA_K_GAP) if i == "Ca II K" else i
+                                   for i in LINE_INDICES])
+def test_survey_line_indices_run_in_the_templates_order(survey_means, shared_data, index):
+    from scipy.stats import spearmanr
+
+    templates = sdss_templates_on_grid(shared_data)
+    windows = LINE_INDICES[index]
+    on_templates = [equivalent_width(WAVE, templates[s][0], *windows) for s in TEN]
+    simulated = [equivalent_width(WAVE, np.nan_to_num(survey_means[s],
+                                                      nan=np.nanmedian(survey_means[s])),
+                                  *windows) for s in TEN]
+    rho = spearmanr(on_templates, simulated)[0]
+    assert rho >= 0.75, (index, np.round(on_templates, 2), np.round(simulated, 2), rho)

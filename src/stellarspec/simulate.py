@@ -1,5 +1,11 @@
 """Offline sources of labelled stellar spectra.
 
+`survey_spectra` (source `simulated`) makes labels the way the survey does: a field
+population (dwarfs and giants; Teff, log g, [Fe/H], E(B-V), RV, S/N from a power law) is
+observed as spectra built on the Kesseli et al. (2017) library, each spectrum is labelled by
+template_fit against every spEigenStar-53724 template, and the Table 1 selection is applied to
+the S/N the spectrum carries. The generators below are its ingredients and the earlier sources.
+
 `simulate_spectra` is a physically motivated generator written in code: a Planck continuum at the
 subclass's effective temperature (shaped by the wavelength dependence of the H- opacity),
 absorption lines and molecular bands at their vacuum rest wavelengths with strengths that vary
@@ -71,9 +77,8 @@ SPECTRAL_LETTERS = "OBAFGKM"
 # order (F5 is bluer than F2, F9 and G0 correlate at r = 0.9997, G5 looks like K1). Spectra that
 # are to carry SDSS labels therefore take their population means from the templates: Teff,
 # [Fe/H] and E(B-V) of the noise-free model (rv = 0) fitted to the spEigenStar-53724 template of
-# each subclass, produced by
-#   python benchmarks/calibrate_simulator.py   (-> results/bench/simulator_calibration.json)
-# The fit maximises the Pearson correlation between the subclass's expected mean simulated
+# each subclass, produced by benchmarks/calibrate_simulator.py (retired with issue 13; in the
+# history): kept only for source label_first. The fit maximised the Pearson correlation between the subclass's expected mean simulated
 # spectrum (noise-free, over the per-star scatter) and its template, over the pixels all ten
 # cover, subject to the SDSS labelling rule: that mean must match its own template better than
 # any other, by >= 0.002 in r (binding only for F9, G0, K1 and F2, whose templates nearly

@@ -23,7 +23,7 @@ for stype, data, summary in zip(snakemake.params.types, snakemake.input.data, sn
         truth = {k: v[i] for k, v in ds.truth.items()}
         title = (f"{stype} {subclass}: Teff {truth.get('teff', np.nan):.0f} K, log g "
                  f"{truth.get('logg', np.nan):.1f}, [Fe/H] {truth.get('feh', np.nan):+.1f}, "
-                 f"S/N {ds.snr[i]:.0f}; type's labels != MK-nearest: "
+                 f"S/N {ds.snr[i]:.0f}\n{stype} labels != MK-nearest subclass: "
                  f"{worth.get('disagreement_mk', float('nan')):.0%}")
         panels.append({"type": stype, "subclass": subclass, "wave": ds.wave, "flux": ds.flux[i],
                        "good": ~ds.mask[i] & (template != 0), "template": template,
