@@ -62,6 +62,8 @@ BENCHMARKS = {
            ["--repeats", "1", "--max-epochs", "3"]),
     "B11": ("bench_template_fit.py", "template_fit.json", ["--spectra", "5000", "--repeats", "3"],
            ["--spectra", "1000", "--repeats", "1"]),
+    "B12": ("bench_simulator.py", "simulator.json", ["--scales", "0.1", "1.0"],
+            ["--scales", "0.1"]),
     # Only where nvidia-smi lists a GPU: B3/B4 on CUDA with bf16 autocast.
     "B8": ("bench_models.py", "models_cuda.json",
            ["--device", "cuda", "--min-seconds", "3", "--models", "cnn", *ENCODER_MODELS],
@@ -516,7 +518,8 @@ def render(report: dict, out_dir: Path) -> str:
                        ("B5", "B5 quick default workflow, end to end"),
                        ("B6", "B6 scheduling overhead: dry run of the paper-scale DAG"),
                        ("B7", "B7 scaling of training cost"),
-                       ("B11", "B11 template fit (the reference classifier, the simulator's labels)")):
+                       ("B11", "B11 template fit (the reference classifier, the simulator's labels)"),
+                       ("B12", "B12 survey simulator: simulating and labelling the datasets")):
         lines += ["", f"## {title}", ""]
         rec = b.get(key)
         if key == "B5":
@@ -551,6 +554,10 @@ def render(report: dict, out_dir: Path) -> str:
             from bench_template_fit import table as section_b9
 
             lines.append(section_b9(rec["result"]))
+        elif key == "B12":
+            from bench_simulator import table as section_b10
+
+            lines.append(section_b10(rec["result"]))
         lines += ["", f"Command: `{rec['command']}` ({rec['wall_seconds']} s; {load_text(rec)})."]
     lines += ["", "## B8 GPU", ""]
     gpu = b.get("B8")

@@ -1,6 +1,8 @@
 """The offline spectrum sources: the physical generator and the template-driven source."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -385,3 +387,231 @@ def test_template_source_rejects_unknown_subclasses(shared_data):
     with pytest.raises(ValueError, match="library"):
         template_spectra(templates_config(shared_data, "pickles"),
                          {"K1": {"count": 1, "snr": [60, 65]}}, WAVE, 1.0, seed=0)
+
+
+# ------------------------------------------------------------ the survey simulator (issue 13)
+
+from stellarspec import sources  # noqa: E402
+from stellarspec.dataset import load_dataset  # noqa: E402
+from stellarspec.template_fit import fit_templates, read_templates  # noqa: E402
+
+# Windows chosen so that one S/N can pass for one label and fail for another.
+SMALL_K = {"K3": {"count": 3, "snr": [20, 40]}, "K5": {"count": 3, "snr": [40, 60]},
+           "K7": {"count": 2, "snr": [20, 60]}}
+
+
+def survey_paths(shared_data):
+    return (shared_data / "sdss/templates/spEigenStar-53724.fits", shared_data / "kesseli2017")
+
+
+@pytest.fixture(scope="module")
+def small_survey(shared_data):
+    tpl, lib = survey_paths(shared_data)
+    return simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", {"batch": 64}, tpl, lib)
+
+
+def test_every_label_is_the_template_fit_of_its_spectrum(small_survey, shared_data):
+    flux, ivar, meta, rejects, info = small_survey
+    templates = read_templates(survey_paths(shared_data)[0])
+    assert len(templates) == 40                        # every template, as the pipeline
+    refit = fit_templates(np.log10(WAVE), flux, ivar, templates).best_names
+    np.testing.assert_array_equal(refit, meta["label"].to_numpy())
+    # The label follows the spectrum, not the truth: it is not the MK-nearest subclass of Teff
+    # for every spectrum the survey observed (rejects hold pipeline labels outside the type).
+    assert info["pipeline_labels_observed"].keys() - SMALL_K.keys()
+    assert any(r["reason"] == sources.NOT_IN_TYPE for r in rejects)
+
+
+def test_selection_applies_each_labels_window_to_the_carried_snr(small_survey):
+    flux, ivar, meta, rejects, info = small_survey
+    carried = median_snr(flux.astype(float), ivar.astype(float))
+    np.testing.assert_allclose(meta["snr"], carried, rtol=1e-5)
+    for label, snr in zip(meta["label"], carried):
+        lo, hi = SMALL_K[label]["snr"]
+        assert lo <= snr <= hi, (label, snr)
+    # Spectra inside the type's S/N span were dropped because their own label's window
+    # excluded them: the window is applied after labelling.
+    outside = [r for r in rejects if r["reason"] == sources.SNR_OUTSIDE]
+    assert outside
+    for r in outside:
+        value = float(r["detail"].split("=")[1].split()[0])
+        assert 20 <= value <= 60
+    assert info["reached"] and all((meta["label"] == s).sum() >= v["count"]
+                                   for s, v in SMALL_K.items())
+
+
+def test_survey_is_deterministic_for_a_seed(small_survey, shared_data):
+    tpl, lib = survey_paths(shared_data)
+    again = simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", {"batch": 64}, tpl, lib)
+    np.testing.assert_array_equal(again[0], small_survey[0])
+    pd.testing.assert_frame_equal(again[2], small_survey[2])
+
+
+def test_giants_are_drawn_at_the_configured_fraction():
+    rng = np.random.default_rng(0)
+    for fraction in (0.0, 0.3, 0.8):
+        settings = simulate.survey_settings({"giant_fraction": fraction})
+        stars = simulate.draw_population(rng, 20000, settings, (4050.0, 6810.0))
+        lo, hi = settings["giant_teff"]
+        eligible = (stars["teff"] >= lo) & (stars["teff"] <= hi)
+        giant = stars["logg"] < simulate.GIANT_LOGG_MAX
+        assert not giant[~eligible].any()
+        n = eligible.sum()
+        assert abs(giant[eligible].mean() - fraction) < 4 * np.sqrt(fraction * (1 - fraction) / n
+                                                                    + 1e-12)
+        assert ((stars["logg"][giant] >= settings["giant_logg"][0]) &
+                (stars["logg"][giant] <= settings["giant_logg"][1])).all()
+        assert (stars["logg"][~giant] >= 4.0).all()
+
+
+def test_snr_is_drawn_from_the_power_law_and_conditioning_keeps_its_shape():
+    rng = np.random.default_rng(1)
+    settings = simulate.survey_settings({})
+    full = simulate.draw_snr(rng, 400000, settings["snr_range"], settings["snr_slope"])
+    inside = full[(full >= 40) & (full <= 80)]
+    direct = simulate.draw_snr(rng, inside.size, settings["snr_range"], settings["snr_slope"],
+                               within=(40, 80))
+    assert (direct >= 40).all() and (direct <= 80).all()
+    assert abs(np.median(direct) - np.median(inside)) < 0.5
+    share = simulate.snr_cdf(80.0, settings["snr_range"], 2.5) - simulate.snr_cdf(
+        40.0, settings["snr_range"], 2.5)
+    assert inside.size / full.size == pytest.approx(share, rel=0.05)
+
+
+def test_truth_round_trips_through_the_dataset_file_with_its_summary(shared_data, tmp_path):
+    tpl, lib = survey_paths(shared_data)
+    cfg = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/sources.py",
+                                                       "config.yaml")))
+    cfg.update(source="simulated", scale=1.0, types={"K": SMALL_K})
+    cfg["simulated"] = {"seed": 3, "batch": 64}
+    cfg["templates"].update(sdss_path=str(tpl), kesseli_dir=str(lib))
+    out = tmp_path / "dataset.npz"
+    sources.write_dataset(cfg, "K", out, tmp_path / "rejects.csv", tmp_path / "summary.json")
+    ds = load_dataset(out)
+    assert {c: int((ds.label == c).sum()) for c in SMALL_K} == {c: v["count"]
+                                                               for c, v in SMALL_K.items()}
+    assert {"teff", "logg", "feh", "ebv", "rv_kms", "snr_true"} <= set(ds.truth)
+    flux, ivar, meta, _, _ = simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", cfg["simulated"],
+                                                     tpl, lib)
+    by_id = meta.set_index("id")
+    for name in ("teff", "logg", "feh", "ebv", "rv_kms", "snr_true"):
+        np.testing.assert_array_equal(ds.truth[name], by_id.loc[ds.id, name].to_numpy())
+    # The stored (normalised) spectra still carry their labels under the same fit.
+    refit = fit_templates(np.log10(ds.wave), ds.flux, ds.ivar, read_templates(tpl)).best_names
+    np.testing.assert_array_equal(refit, ds.label)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    worth = summary["label_worth"]
+    assert worth["n"] == len(ds) and set(worth["per_subclass"]) == set(SMALL_K)
+    for name, row in worth["per_subclass"].items():
+        assert row["n_dwarf"] + row["n_giant"] == row["n"] == (ds.label == name).sum()
+        assert row["snr"]["min"] >= SMALL_K[name]["snr"][0]
+    nearest = simulate.nearest_mk_subclass(ds.truth["teff"], SMALL_K)
+    assert worth["disagreement_mk"] == pytest.approx((nearest != ds.label).mean(), abs=1e-3)
+    assert summary["survey"]["n_observed"] >= len(ds)
+
+
+def test_teff_only_ceiling_is_the_bayes_accuracy_of_the_label_first_draw(paper_types):
+    # Monte Carlo of the label-first generator's Teff draw, classified by the Bayes rule.
+    for stellar_type in ("K", "G"):
+        subclasses = paper_types[stellar_type]
+        population = simulate.subclass_population(subclasses, "sdss")
+        sigma = simulate.teff_scatter({n: p["teff"] for n, p in population.items()})
+        rng = np.random.default_rng(0)
+        names = list(subclasses)
+        counts = np.array([subclasses[n]["count"] for n in names], float)
+        truth = rng.choice(len(names), 200000, p=counts / counts.sum())
+        mean = np.array([population[n]["teff"] for n in names])
+        sd = np.array([sigma[n] for n in names])
+        teff = rng.normal(mean[truth], sd[truth])
+        score = np.log(counts) - np.log(sd) - 0.5 * ((teff[:, None] - mean) / sd) ** 2
+        accuracy = (score.argmax(axis=1) == truth).mean()
+        assert simulate.teff_only_ceiling(subclasses) == pytest.approx(accuracy, abs=0.005)
+
+
+# Realism of the survey simulator. Its labels are template fits (template x 4-term polynomial),
+# so spectra are compared with templates the way the pipeline compares them: the correlation of
+# the subclass's mean spectrum with its template times the least-squares polynomial that maps
+# one onto the other. (The plain whole-spectrum Pearson r of the label-first check above is
+# dominated by the continuum, which the fit's polynomial removes.) The survey's mean spectrum of
+# every subclass must match its template at least as well, on that measure, as the label-first
+# generator's 300-star mean does.
+SURVEY_REALISM_COUNT = 20
+LINE_INDICES = {  # band, blue side, red side (A, vacuum)
+    "H beta": ((4848, 4878), (4800, 4815), (4905, 4920)),
+    "Mg b": ((5160, 5195), (5140, 5155), (5215, 5230)),
+    "Na D": ((5885, 5903), (5865, 5878), (5915, 5930)),
+    "G band": ((4282, 4318), (4268, 4283), (4320, 4336)),
+    "Ca II K": ((3925, 3945), (3905, 3918), (3990, 4000)),
+}
+
+
+def median_scaled_mean(flux, ivar):
+    """Mean of the spectra after dividing each by its median (keeps equivalent widths)."""
+    good = ivar > 0
+    scaled = np.where(good, flux / np.median(flux, axis=1, keepdims=True), np.nan)
+    return np.nanmean(scaled, axis=0)
+
+
+def polynomial_matched_r(spectrum, template, good):
+    """Correlation of spectrum with template x the 4-term Legendre polynomial fitted to it."""
+    x = np.linspace(-1, 1, spectrum.size)
+    basis = np.stack([template * np.polynomial.legendre.legval(x, np.eye(4)[j])
+                      for j in range(4)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis[good], spectrum[good], rcond=None)
+    return np.corrcoef(spectrum[good], (basis @ coef)[good])[0, 1]
+
+
+@pytest.fixture(scope="module")
+def survey_means(shared_data, paper_types):
+    tpl, lib = survey_paths(shared_data)
+    means = {}
+    for stellar_type, subclasses in paper_types.items():
+        counts = {s: {**v, "count": SURVEY_REALISM_COUNT} for s, v in subclasses.items()}
+        flux, ivar, meta, _, _ = simulate.survey_spectra(counts, WAVE, 1.0, stellar_type,
+                                                         {"seed": 1}, tpl, lib)
+        for s in subclasses:
+            rows = meta["label"].to_numpy() == s
+            means[s] = median_scaled_mean(flux[rows].astype(float), ivar[rows])
+    return means
+
+
+@pytest.fixture(scope="module")
+def label_first_means():
+    subclasses = {s: {"count": REALISM_STARS_PER_SUBCLASS, "snr": [60, 65]} for s in TEN}
+    flux, ivar, meta = simulate_spectra(subclasses, WAVE, 1.0, seed=0)
+    return {s: median_scaled_mean(flux[meta["label"].to_numpy() == s].astype(float),
+                                  ivar[meta["label"].to_numpy() == s]) for s in TEN}
+
+
+def test_survey_means_match_their_templates_better_than_label_first(survey_means,
+                                                                    label_first_means,
+                                                                    shared_data):
+    templates = sdss_templates_on_grid(shared_data)
+    covered = np.all([templates[s][1] for s in TEN], axis=0)
+    for s in TEN:
+        good = covered & np.isfinite(survey_means[s]) & np.isfinite(label_first_means[s])
+        new = polynomial_matched_r(survey_means[s], templates[s][0], good)
+        old = polynomial_matched_r(label_first_means[s], templates[s][0], good)
+        assert new >= old and new > 0.98, (s, new, old)
+
+
+# Known gap, measured: the Kesseli K7 dwarfs' Ca II K is weaker than the SDSS K7 template's
+# (9.6 against 11.4 A) and the F9-labelled stars' stronger (10.3 against 8.9), so the rank
+# correlation is 0.71. Strict: the test fails when this gets fixed.
+CA_K_GAP = pytest.mark.xfail(strict=True, reason="Ca II K of the K7 and F9 survey means is "
+                             "out of the templates' order (rho 0.71)")
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, marks=CA_K_GAP) if i == "Ca II K" else i
+                                   for i in LINE_INDICES])
+def test_survey_line_indices_run_in_the_templates_order(survey_means, shared_data, index):
+    from scipy.stats import spearmanr
+
+    templates = sdss_templates_on_grid(shared_data)
+    windows = LINE_INDICES[index]
+    on_templates = [equivalent_width(WAVE, templates[s][0], *windows) for s in TEN]
+    simulated = [equivalent_width(WAVE, np.nan_to_num(survey_means[s],
+                                                      nan=np.nanmedian(survey_means[s])),
+                                  *windows) for s in TEN]
+    rho = spearmanr(on_templates, simulated)[0]
+    assert rho >= 0.75, (index, np.round(on_templates, 2), np.round(simulated, 2), rho)

@@ -46,10 +46,10 @@ def fake_generator(calls):
     return generate
 
 
-@pytest.mark.parametrize("source", ["simulated", "templates"])
+@pytest.mark.parametrize("source", ["label_first", "templates"])
 def test_offline_sources_dispatch_with_the_contract(monkeypatch, source):
     calls = []
-    name = "simulate_spectra" if source == "simulated" else "template_spectra"
+    name = "simulate_spectra" if source == "label_first" else "template_spectra"
     monkeypatch.setattr(simulate, name, fake_generator(calls))
     cfg = base_config(source=source, scale=0.25)
     ds, rejects = sources.build_dataset(cfg, "F")
@@ -71,8 +71,8 @@ def test_offline_sources_dispatch_with_the_contract(monkeypatch, source):
     assert prov["package_versions"]["numpy"] == np.__version__
 
 
-def test_simulated_source_for_real_at_small_scale():
-    cfg = base_config(scale=0.004)
+def test_label_first_source_for_real_at_small_scale():
+    cfg = base_config(source="label_first", scale=0.004)
     ds, rejects = sources.build_dataset(cfg, "K")
     expected = {c: max(1, round(v["count"] * 0.004)) for c, v in cfg["types"]["K"].items()}
     assert ds.provenance["counts"] == expected and rejects.empty
@@ -254,6 +254,7 @@ def test_config_hash_follows_only_relevant_keys(monkeypatch):
     monkeypatch.setattr(simulate, "simulate_spectra", fake_generator([]))
 
     def hash_of(cfg):
+        cfg["source"] = "label_first"
         return sources.build_dataset(cfg, "G")[0].provenance["config_hash"]
 
     base = hash_of(base_config())
@@ -284,7 +285,7 @@ def write_table(path, data):
 def test_table_round_trip(monkeypatch, tmp_path, suffix):
     """A dataset exported as a table on its own grid comes back identical."""
     monkeypatch.setattr(simulate, "simulate_spectra", fake_generator([]))
-    cfg = base_config()
+    cfg = base_config(source="label_first")
     ds, _ = sources.build_dataset(cfg, "K")
     table = tmp_path / f"mine{suffix}"
     write_table(table, {"wave": ds.wave, "flux": ds.flux, "ivar": (~ds.mask).astype(np.float32),

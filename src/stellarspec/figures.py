@@ -153,3 +153,34 @@ def gradient_saliency(model, flux: np.ndarray, target: np.ndarray, batch_size: i
         (grad,) = torch.autograd.grad(picked, x)                       # (B, L)
         total += grad.abs().sum(0)
     return (total / len(flux)).numpy()
+
+
+def simulated_spectra_plot(panels: list[dict], path, source: str) -> None:
+    """One spectrum per subclass over its template. panels: [{"type", "subclass", "wave",
+    "flux", "good", "template" (on wave, rest frame shifted to the spectrum's velocity), "title"}];
+    the template is drawn times the weighted least-squares polynomial (4 Legendre terms) that
+    maps it onto the spectrum, as the pipeline's fit does."""
+    types = list(dict.fromkeys(p["type"] for p in panels))
+    ncol = max(sum(p["type"] == t for p in panels) for t in types)
+    fig, axes = plt.subplots(len(types), ncol, figsize=(4.2 * ncol, 2.6 * len(types)),
+                             squeeze=False, sharex=True)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    column = {t: 0 for t in types}
+    for p in panels:
+        ax = axes[types.index(p["type"]), column[p["type"]]]
+        column[p["type"]] += 1
+        ax.set_visible(True)
+        wave, flux, good, template = p["wave"], p["flux"], p["good"], p["template"]
+        x = np.linspace(-1, 1, wave.size)
+        basis = np.stack([template * np.polynomial.legendre.legval(x, np.eye(4)[j])
+                          for j in range(4)], axis=1)
+        coef, *_ = np.linalg.lstsq(basis[good], flux[good], rcond=None)
+        ax.plot(wave, np.where(good, flux, np.nan), lw=0.4, color="0.35", label="simulated")
+        ax.plot(wave, basis @ coef, lw=0.6, color="C3", label=f"template {p['subclass']}")
+        ax.set_title(p["title"], fontsize=8)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in axes[-1]:
+        ax.set_xlabel("wavelength (Angstrom, vacuum)")
+    fig.suptitle(f"One spectrum per subclass over its SDSS template ({source})", y=1.01)
+    _save(fig, path)

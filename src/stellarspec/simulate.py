@@ -1,5 +1,11 @@
 """Offline sources of labelled stellar spectra.
 
+`survey_spectra` (source `simulated`) makes labels the way the survey does: a field
+population (dwarfs and giants; Teff, log g, [Fe/H], E(B-V), RV, S/N from a power law) is
+observed as spectra built on the Kesseli et al. (2017) library, each spectrum is labelled by
+template_fit against every spEigenStar-53724 template, and the Table 1 selection is applied to
+the S/N the spectrum carries. The generators below are its ingredients and the earlier sources.
+
 `simulate_spectra` is a physically motivated generator written in code: a Planck continuum at the
 subclass's effective temperature (shaped by the wavelength dependence of the H- opacity),
 absorption lines and molecular bands at their vacuum rest wavelengths with strengths that vary
@@ -71,9 +77,8 @@ SPECTRAL_LETTERS = "OBAFGKM"
 # order (F5 is bluer than F2, F9 and G0 correlate at r = 0.9997, G5 looks like K1). Spectra that
 # are to carry SDSS labels therefore take their population means from the templates: Teff,
 # [Fe/H] and E(B-V) of the noise-free model (rv = 0) fitted to the spEigenStar-53724 template of
-# each subclass, produced by
-#   python benchmarks/calibrate_simulator.py   (-> results/bench/simulator_calibration.json)
-# The fit maximises the Pearson correlation between the subclass's expected mean simulated
+# each subclass, produced by benchmarks/calibrate_simulator.py (retired with issue 13; in the
+# history): kept only for source label_first. The fit maximised the Pearson correlation between the subclass's expected mean simulated
 # spectrum (noise-free, over the per-star scatter) and its template, over the pixels all ten
 # cover, subject to the SDSS labelling rule: that mean must match its own template better than
 # any other, by >= 0.002 in r (binding only for F9, G0, K1 and F2, whose templates nearly
@@ -367,6 +372,15 @@ BLANKET_SLOPE = 10.0
 
 SDSS_TEMPLATE_BALMER_WINDOW = 40.0  # A either side of a Balmer line: not scaled with [Fe/H]
 
+# Surface gravity. The features above are those of dwarfs (log g = LOGG_DWARF); a giant's lower
+# pressure changes them by 10**(k (logg - LOGG_DWARF)) per family: pressure-sensitive MgH and
+# the alkali lines (Na D, Na I 8190, K I; damping wings) weaken, the Balmer wings a little; the
+# ionised metals (Sr II 4077, Fe II, Ti II: more ionised at low electron pressure), the Ca II
+# triplet and CN strengthen: the classical MK luminosity criteria (Gray & Corbally 2009, ch. 6-7).
+LOGG_DWARF = 4.5
+GRAVITY = {"mgh": 0.3, "alkali": 0.1, "balmer": 0.03, "ionised_metal": -0.08,
+           "ca2_triplet": -0.06, "cn": -0.12}
+
 
 # ---------------------------------------------------------------------------------------------
 # Spectral types and temperatures
@@ -580,15 +594,27 @@ def feature_profiles(wave: np.ndarray) -> sparse.csr_matrix:
     return sparse.csr_matrix(profiles)
 
 
-def feature_strengths(teff: np.ndarray, feh: np.ndarray) -> np.ndarray:
-    """Strength of every feature of `feature_profiles` for each star, (N, F)."""
+def gravity_factor(logg, family: str, name: str = "") -> np.ndarray | float:
+    """Strength of a feature at `logg` relative to a dwarf (LOGG_DWARF): 10**(k (logg - 4.5))
+    with k from GRAVITY (the CN bands take GRAVITY['cn'])."""
+    if logg is None:
+        return 1.0
+    k = GRAVITY["cn"] if name.startswith("CN") else GRAVITY.get(family, 0.0)
+    return 10 ** (k * (np.asarray(logg, dtype=float) - LOGG_DWARF))
+
+
+def feature_strengths(teff: np.ndarray, feh: np.ndarray, logg: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Strength of every feature of `feature_profiles` for each star, (N, F); logg None is a
+    dwarf at LOGG_DWARF."""
     metal = 10 ** np.asarray(feh, dtype=float)
     columns = [strength * trend(teff, family) * (metal if scales else 1.0)
+               * gravity_factor(logg, family)
                for _, family, strength, _, scales in atomic_lines()]
-    columns += [strength * trend(teff, family) * metal
-                for _, _, _, _, family, strength in BANDS]
+    columns += [strength * trend(teff, family) * metal * gravity_factor(logg, family, name)
+                for name, _, _, _, family, strength in BANDS]
     columns += [BLANKET_TAU * trend(teff, "blanket") * metal]
-    return np.stack(columns, axis=1)
+    return np.stack(np.broadcast_arrays(*columns), axis=1)
 
 
 def shift_and_broaden(spectra: np.ndarray, shift_px: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -659,10 +685,22 @@ def draw_stars(rng: np.random.Generator, n: int, teff: float, teff_sigma: float,
     }
 
 
+def row_nanmedian(x: np.ndarray) -> np.ndarray:
+    """np.nanmedian(x, axis=1), exactly, by one sort (numpy's loops over rows when NaN is
+    present, which dominated the noise solver's time)."""
+    x = np.asarray(x, dtype=np.float64)
+    ordered = np.sort(x, axis=1)                        # NaN last
+    n = np.sum(~np.isnan(x), axis=1)
+    rows = np.arange(len(x))
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    out = 0.5 * (ordered[rows, lo] + ordered[rows, hi])
+    return np.where(n > 0, out, np.nan)
+
+
 def median_snr(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     """Median of flux*sqrt(ivar) over pixels with ivar > 0 (SDSS SN_MEDIAN_ALL)."""
     snr = np.where(ivar > 0, flux * np.sqrt(ivar), np.nan)
-    return np.nanmedian(snr, axis=1)
+    return row_nanmedian(snr)
 
 
 def bad_pixel_mask(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
@@ -687,14 +725,14 @@ def add_noise(rng: np.random.Generator, model: np.ndarray, good: np.ndarray,
     deviates eps drawn once: the returned ivar is exactly that of the noise added.
     """
     model = model.astype(np.float64)
-    floor = np.nanmedian(np.where(good, model, np.nan), axis=1, keepdims=True)
+    floor = row_nanmedian(np.where(good, model, np.nan))[:, None]
     floor = np.nan_to_num(floor, nan=1.0)
     shape = np.sqrt(np.clip(model, 0, None) + floor)
     eps = rng.standard_normal(model.shape)
     ratio = np.where(good, model / shape, np.nan)
-    k = np.nanmedian(ratio, axis=1) / snr_target
+    k = row_nanmedian(ratio) / snr_target
     for _ in range(50):
-        achieved = np.nanmedian(ratio / k[:, None] + eps, axis=1)
+        achieved = row_nanmedian(ratio / k[:, None] + eps)
         k *= achieved / snr_target
         if np.all(np.abs(achieved / snr_target - 1) < 1e-7):
             break
@@ -704,14 +742,19 @@ def add_noise(rng: np.random.Generator, model: np.ndarray, good: np.ndarray,
     return flux, ivar, median_snr(flux.astype(np.float64), ivar.astype(np.float64))
 
 
+def observe(rng, model, covered, level, snr_target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bad pixels, flux level and noise on noise-free spectra; returns flux, ivar, S/N."""
+    n, length = model.shape
+    good = covered & ~bad_pixel_mask(rng, n, length)
+    median = row_nanmedian(np.where(good, model, np.nan))
+    return add_noise(rng, model * (level / median)[:, None], good, snr_target)
+
+
 def finish(rng, model, covered, stars, label: str, prefix: str
            ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Scale, mask, add noise and build the metadata of one subclass."""
-    n, length = model.shape
-    good = covered & ~bad_pixel_mask(rng, n, length)
-    level = np.nanmedian(np.where(good, model, np.nan), axis=1)
-    model = model * (stars["level"] / level)[:, None]
-    flux, ivar, snr = add_noise(rng, model, good, stars["snr_target"])
+    n = len(model)
+    flux, ivar, snr = observe(rng, model, covered, stars["level"], stars["snr_target"])
     ids = [f"{prefix}-{label}-{i:06d}" for i in range(n)]
     meta = pd.DataFrame({"id": ids, "group": [f"{i}-obj" for i in ids], "label": label,
                          "snr": snr.astype(np.float32), "teff": stars["teff"],
@@ -730,15 +773,16 @@ def concatenate(parts):
 # ---------------------------------------------------------------------------------------------
 
 def model_spectra(wave: np.ndarray, teff: np.ndarray, feh: np.ndarray, rv: np.ndarray,
-                  ebv: np.ndarray) -> np.ndarray:
-    """Noise-free spectra (N, L) on `wave` (vacuum A), arbitrary flux scale."""
+                  ebv: np.ndarray, logg: np.ndarray | None = None) -> np.ndarray:
+    """Noise-free spectra (N, L) on `wave` (vacuum A), arbitrary flux scale; logg None: dwarfs."""
     fine, profiles = fine_grid_profiles(float(wave[0]), float(wave[-1]))       # (F, Lf)
     px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
     sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
     out = np.empty((len(teff), wave.size))
     for s in range(0, len(teff), CHUNK):
         part = slice(s, s + CHUNK)
-        tau = (profiles.T @ feature_strengths(teff[part], feh[part]).T).T        # (n, Lf) rest
+        g = None if logg is None else logg[part]
+        tau = (profiles.T @ feature_strengths(teff[part], feh[part], g).T).T     # (n, Lf) rest
         lines = np.exp(-tau)
         shift_px = np.log1p(rv[part] / C_KMS) / np.log(10) / FINE_LOG10_STEP
         lines = shift_and_broaden(lines, shift_px, sigma_instr)
@@ -782,6 +826,22 @@ def simulate_spectra(subclasses: dict, wave: np.ndarray, scale: float, seed: int
         covered = np.ones(model.shape, dtype=bool)
         parts.append(finish(rng, model, covered, stars, label, "sim"))
     return concatenate(parts)
+
+
+def teff_only_ceiling(subclasses: dict, scale: float = 1.0, teff_scale: str = "sdss") -> float:
+    """Best accuracy any classifier can reach on simulate_spectra's output from the true Teff
+    alone: the Bayes rule, integral of max_c prior_c N(t; mean_c, sigma_c) dt, with the priors
+    of the drawn counts. The label-first generator draws Teff per label, so this caps every
+    model that reads Teff off the spectrum."""
+    population = subclass_population(subclasses, teff_scale)
+    sigma = teff_scatter({name: p["teff"] for name, p in population.items()})
+    counts = np.array([n_spectra(spec["count"], scale) for spec in subclasses.values()], float)
+    mean = np.array([population[name]["teff"] for name in subclasses])
+    sd = np.array([sigma[name] for name in subclasses])
+    t = np.linspace((mean - 8 * sd).min(), (mean + 8 * sd).max(), 40001)
+    density = (counts / counts.sum())[:, None] * np.exp(
+        -0.5 * ((t[None, :] - mean[:, None]) / sd[:, None]) ** 2) / (sd[:, None] * np.sqrt(2 * np.pi))
+    return float(np.trapezoid(density.max(axis=0), t))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -996,3 +1056,363 @@ def template_spectra(cfg_templates: dict, subclasses: dict, wave: np.ndarray, sc
         covered_out &= model > 0
         parts.append(finish(rng, model, covered_out, stars, label, f"tpl-{library}"))
     return concatenate(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Source 3: the survey simulator (population -> spectrum -> pipeline label -> selection)
+# ---------------------------------------------------------------------------------------------
+#
+# Real SDSS SUBCLASS labels are made after the fact: a population of stars is observed, the
+# pipeline names each spectrum after the template that fits it best (template_fit), and the
+# paper then selects by subclass and S/N window. survey_spectra does the same. Its spectra come
+# from the Kesseli et al. (2017) empirical dwarf library (co-adds of real BOSS spectra typed on
+# the MK system), interpolated in Teff and [Fe/H] and given their per-pixel star-to-star
+# scatter; a giant's spectrum takes the physical generator's gravity signature on top
+# (gravity_transmission). The label is a function of the noisy spectrum alone.
+
+SURVEY_DEFAULTS = {
+    "seed": 0,
+    "giant_fraction": 0.3,        # of the drawn stars whose Teff lies in giant_teff
+    "giant_logg": [1.8, 3.4],     # red clump and lower giant branch, uniform
+    "giant_teff": [4050.0, 5300.0],
+    "dwarf_logg": [4.5, 0.15],    # mean, sigma
+    "feh": [-0.3, 0.3],           # mean, sigma of the field
+    "snr_range": [3.0, 150.0],
+    "snr_slope": 2.5,             # dN/dS ~ S**-slope: a magnitude-limited sample
+    "scatter": 0.5,               # fraction of the library's per-pixel Std applied
+    "batch": 256,
+    "max_simulated_per_target": 60,
+}
+GIANT_LOGG_MAX = 3.5              # below: a giant, in the truth and the summaries
+
+
+@dataclass
+class KesseliLibrary:
+    """Kesseli templates on the generator's fine rest-frame grid, for interpolation."""
+
+    wave: np.ndarray              # (Lb,) vacuum A, log-uniform (the fine grid)
+    names: list[str]              # subclasses, hottest first
+    teff: np.ndarray              # (S,) MK dwarf Teff of each subclass (Pecaut & Mamajek)
+    feh: list[np.ndarray]         # per subclass, the variants' [Fe/H], ascending
+    flux: list[np.ndarray]        # per subclass (V, Lb), each variant scaled to median 1
+    std: list[np.ndarray]         # per subclass (V, Lb), the same scale
+
+    @property
+    def teff_range(self) -> tuple[float, float]:
+        return float(self.teff.min()), float(self.teff.max())
+
+
+@functools.lru_cache(maxsize=2)
+def read_kesseli_library(directory: str, wave_lo: float, wave_hi: float, log10_step: float
+                         ) -> KesseliLibrary:
+    """Every SUBCLASS_[Fe/H]_Dwarf.fits in `directory` whose name is a spectral type, on a
+    log10_step grid around [wave_lo, wave_hi] (the observed grid's step: the files are at
+    SDSS/BOSS resolution already, and a coarser grid is cheaper to shift)."""
+    fine = log_grid_around(np.array([wave_lo, wave_hi]), log10_step, margin_kms=3 * RV_MAX_KMS)
+    names = sorted(kesseli_files(directory), key=teff_of_subclass, reverse=True)
+    variants = read_kesseli_templates(directory, names, fine)
+    window = (fine > 5400) & (fine < 5600)
+    feh, flux, std = [], [], []
+    for name in names:
+        found = sorted(variants[name], key=lambda v: v.feh)
+        scale = np.array([np.median(v.flux[window]) for v in found])[:, None]
+        feh.append(np.array([v.feh for v in found]))
+        flux.append(np.array([v.flux for v in found]) / scale)
+        std.append(np.array([v.std for v in found]) / scale)
+    return KesseliLibrary(fine, names, np.array([teff_of_subclass(n) for n in names]), feh,
+                          flux, std)
+
+
+def kesseli_interpolate(library: KesseliLibrary, teff: np.ndarray, feh: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Library spectrum and per-pixel Std at each (Teff, [Fe/H]), (n, Lb) each: linear in
+    log Teff between the two subclasses that bracket it, and within each subclass linear in
+    [Fe/H] between its two bracketing variants (clipped to the variants it has)."""
+    log_t = np.log(library.teff)                                  # descending
+    x = np.log(np.clip(teff, *library.teff_range))
+    lower = np.clip(np.searchsorted(-log_t, -x, side="right") - 1, 0, len(log_t) - 2)
+    w_teff = (x - log_t[lower]) / (log_t[lower + 1] - log_t[lower])
+    flux = np.zeros((len(teff), library.wave.size))
+    std = np.zeros_like(flux)
+    for node_offset, weight in ((0, 1 - w_teff), (1, w_teff)):
+        node = lower + node_offset
+        for s in np.unique(node):
+            rows = np.flatnonzero(node == s)
+            f_nodes = library.feh[s]
+            z = np.clip(feh[rows], f_nodes[0], f_nodes[-1])
+            if f_nodes.size == 1:
+                j, w = np.zeros(rows.size, dtype=int), np.zeros(rows.size)
+            else:
+                j = np.clip(np.searchsorted(f_nodes, z, side="right") - 1, 0, f_nodes.size - 2)
+                w = (z - f_nodes[j]) / (f_nodes[j + 1] - f_nodes[j])
+            jj = np.minimum(j + 1, f_nodes.size - 1)
+            wt = weight[rows, None]
+            flux[rows] += wt * ((1 - w)[:, None] * library.flux[s][j]
+                                + w[:, None] * library.flux[s][jj])
+            std[rows] += wt * ((1 - w)[:, None] * library.std[s][j]
+                               + w[:, None] * library.std[s][jj])
+    return flux, std
+
+
+def gravity_transmission(wave: np.ndarray, teff, feh, logg) -> np.ndarray:
+    """exp(-(tau(logg) - tau(dwarf))) of the physical generator's features at SDSS resolution,
+    rest frame, on `wave` (n, L): a star's spectrum relative to a dwarf (LOGG_DWARF) of the same
+    Teff and [Fe/H]. Only the gravity-sensitive features enter (the rest cancel)."""
+    fine, profiles = fine_grid_profiles(float(wave[0]), float(wave[-1]))
+    px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
+    sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
+    delta = feature_strengths(teff, feh, logg) - feature_strengths(teff, feh)    # (n, F)
+    sensitive = np.flatnonzero(np.abs(delta).max(axis=0) > 0)
+    tau = (profiles[sensitive].T @ delta[:, sensitive].T).T                    # (n, Lf)
+    ratio = shift_and_broaden(np.exp(-tau), np.zeros(len(teff)), sigma_instr)
+    return interp_rows(np.log10(wave), np.log10(fine), ratio)
+
+
+def survey_settings(settings: dict | None) -> dict:
+    unknown = set(settings or {}) - set(SURVEY_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown simulated settings {sorted(unknown)}; "
+                         f"known: {sorted(SURVEY_DEFAULTS)}")
+    return {**SURVEY_DEFAULTS, **(settings or {})}
+
+
+def snr_cdf(snr, snr_range, slope: float):
+    """P(S/N <= snr) under dN/dS ~ S**-slope on snr_range."""
+    lo, hi = (float(v) for v in snr_range)
+    snr = np.clip(snr, lo, hi)
+    if abs(slope - 1) < 1e-9:
+        return np.log(snr / lo) / np.log(hi / lo)
+    a = 1 - slope
+    return (snr ** a - lo ** a) / (hi ** a - lo ** a)
+
+
+def draw_snr(rng, n: int, snr_range, slope: float, within=None) -> np.ndarray:
+    """S/N from dN/dS ~ S**-slope on snr_range (inverse CDF), conditioned on lying `within`
+    (lo, hi) when given: the same stars as drawing them all and keeping those inside."""
+    lo, hi = (float(v) for v in snr_range)
+    u_lo, u_hi = (0.0, 1.0) if within is None else snr_cdf(np.asarray(within, float),
+                                                           snr_range, slope)
+    u = rng.uniform(u_lo, u_hi, size=n)
+    if abs(slope - 1) < 1e-9:
+        return lo * (hi / lo) ** u
+    a = 1 - slope
+    return (lo ** a + u * (hi ** a - lo ** a)) ** (1 / a)
+
+
+def draw_population(rng, n: int, settings: dict, teff_range, snr_within=None
+                    ) -> dict[str, np.ndarray]:
+    """n stars of the field population: Teff log-uniform on teff_range; a star whose Teff lies
+    in giant_teff (where the red clump and the giant branch are) is a giant with probability
+    giant_fraction (log g uniform on giant_logg), every other star a dwarf (log g normal,
+    dwarf_logg); [Fe/H], E(B-V), radial velocity, flux level and S/N for every star (only
+    stars whose S/N lies in snr_within, when given: draw_snr)."""
+    teff = np.exp(rng.uniform(*np.log(teff_range), n))
+    can_be_giant = (teff >= settings["giant_teff"][0]) & (teff <= settings["giant_teff"][1])
+    giant = can_be_giant & (rng.uniform(size=n) < settings["giant_fraction"])
+    dwarf_logg = np.clip(rng.normal(*settings["dwarf_logg"], n), 4.0, 5.0)
+    logg = np.where(giant, rng.uniform(*settings["giant_logg"], n), dwarf_logg)
+    return {
+        "teff": teff, "logg": logg, "giant": giant,
+        "feh": np.clip(rng.normal(*settings["feh"], n), -2.5, 0.6),
+        "ebv": rng.uniform(0.0, EBV_MAX, n),
+        "rv": rng.uniform(-RV_MAX_KMS, RV_MAX_KMS, n),
+        "level": np.exp(rng.uniform(*np.log(FLUX_LEVEL), n)),
+        "snr_target": draw_snr(rng, n, settings["snr_range"], settings["snr_slope"],
+                               snr_within),
+    }
+
+
+def survey_model_spectra(rng, wave: np.ndarray, library: KesseliLibrary, stars: dict,
+                         scatter: float) -> np.ndarray:
+    """Noise-free observed spectra (n, L) on `wave`: the library at each star's Teff and [Fe/H]
+    plus `scatter` x its per-pixel Std (smooth deviates over ~1000 km/s), the gravity signature,
+    the radial velocity and the reddening."""
+    fine = library.wave
+    step = np.log10(fine[1] / fine[0])
+    rows, std = kesseli_interpolate(library, stars["teff"], stars["feh"])
+    if scatter:
+        corr_px = np.log10(1 + 1000.0 / C_KMS) / step
+        rows += scatter * std * smooth_deviates(rng, len(rows), fine.size, corr_px)
+    rows *= gravity_transmission(fine, stars["teff"], stars["feh"], stars["logg"])
+    shift_px = np.log1p(stars["rv"] / C_KMS) / np.log(10) / step
+    observed = interp_rows(np.log10(wave), np.log10(fine), shift_and_broaden(rows, shift_px, 0))
+    return np.clip(observed, 1e-6, None) * extinction(wave, stars["ebv"])
+
+
+def label_bands(wave, library: KesseliLibrary, templates, subclasses, settings,
+                fit_templates) -> dict[str, tuple[float, float]]:
+    """The Teff band of each subclass: where noise-free, unreddened dwarfs and giants at the
+    population's mean [Fe/H] take that label from template_fit (on 64 Teff nodes over the
+    library), widened by 6% on each side; the library's whole span for a label never taken."""
+    teff = np.geomspace(*library.teff_range, 64)
+    giant_logg = float(np.mean(settings["giant_logg"]))
+    stars = {"teff": np.concatenate([teff, teff]),
+             "feh": np.full(2 * teff.size, float(settings["feh"][0])),
+             "logg": np.concatenate([np.full(teff.size, LOGG_DWARF),
+                                     np.full(teff.size, giant_logg)]),
+             "rv": np.zeros(2 * teff.size), "ebv": np.zeros(2 * teff.size)}
+    model = survey_model_spectra(None, wave, library, stars, 0.0)
+    ivar = (100.0 / np.median(model, axis=1, keepdims=True)) ** 2 * np.ones_like(model)
+    label = fit_templates(np.log10(wave), model, ivar, templates).best_names
+    bands = {}
+    for name in subclasses:
+        hit = stars["teff"][label == name]
+        bands[name] = ((max(hit.min() / 1.06, library.teff_range[0]),
+                        min(hit.max() * 1.06, library.teff_range[1])) if hit.size
+                       else library.teff_range)
+    return bands
+
+
+def allocate(n: int, weight: np.ndarray) -> np.ndarray:
+    """n split into integer parts proportional to weight (largest remainders, ties by index)."""
+    share = n * weight / weight.sum()
+    out = np.floor(share).astype(int)
+    out[np.argsort(-(share - out), kind="stable")[:n - out.sum()]] += 1
+    return out
+
+
+def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_type: str,
+                   settings: dict, templates_path, kesseli_dir
+                   ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[dict], dict]:
+    """Simulate the survey for one stellar type until every subclass has its target count.
+
+    The population (draw_population) is drawn band by band: each subclass has a Teff band
+    (label_bands: where template_fit gives noise-free stars that label) and each star drawn for
+    a band takes its S/N from the broad power law restricted to that subclass's window (the
+    only S/N at which a spectrum so labelled can be selected). Each batch is shared among the
+    bands in proportion to what each still lacks over its yield so far, so every subclass fills
+    its count at about the same time: the Teff density is flat (in log Teff) within a band.
+    Every star is observed (survey_model_spectra, noise) and labelled by template_fit against
+    every template of `templates_path`; a spectrum is kept when its label is one of the type's
+    subclasses and its measured S/N (the one it carries, SN_MEDIAN_ALL) lies in that label's
+    window, whichever band it was drawn for. Stops once each subclass has
+    max(1, round(count * scale)) kept spectra, or at max_simulated_per_target x their total.
+
+    Returns flux, ivar (float32, selected spectra only), meta (id, group, label, snr and the
+    truth: teff, logg, feh, ebv, rv_kms, snr_true), the rejects ({source_id, reason, detail} for
+    every observed but unselected spectrum) and a summary of the draw.
+    """
+    from .labels import match_subclass
+    from .sources import NOT_IN_TYPE, SNR_OUTSIDE
+    from .template_fit import fit_templates, read_templates
+
+    settings = survey_settings(settings)
+    wave = np.asarray(wave, dtype=float)
+    loglam = np.log10(wave)
+    library = read_kesseli_library(str(kesseli_dir), float(wave[0]), float(wave[-1]),
+                                   float(np.log10(wave[1] / wave[0])))
+    templates = read_templates(templates_path)
+    bands = label_bands(wave, library, templates, subclasses, settings, fit_templates)
+    names = list(subclasses)
+    target = {name: n_spectra(spec["count"], scale) for name, spec in subclasses.items()}
+    limit = settings["max_simulated_per_target"] * sum(target.values())
+    kept = {name: 0 for name in names}
+    drawn_for = np.zeros(len(names))
+    kept_for = np.zeros(len(names))
+    flux_parts, ivar_parts, meta_parts, rejects = [], [], [], []
+    labels_all: dict[str, int] = {}
+    n_observed = batch = 0
+    while any(kept[s] < target[s] for s in names) and n_observed < limit:
+        rng = np.random.default_rng([int(settings["seed"]), zlib.crc32(stellar_type.encode()),
+                                     batch])
+        need = np.array([max(target[s] - kept[s], 0) for s in names], float)
+        sizes = allocate(settings["batch"], need / ((kept_for + 1) / (drawn_for + 2)))
+        parts = [draw_population(rng, size, settings, bands[s], subclasses[s]["snr"])
+                 for s, size in zip(names, sizes) if size]
+        stars = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        band = np.repeat(np.arange(len(names)), sizes)
+        batch += 1
+        model = survey_model_spectra(rng, wave, library, stars, settings["scatter"])
+        flux, ivar, snr = observe(rng, model, np.ones(model.shape, dtype=bool), stars["level"],
+                                  stars["snr_target"])
+        fit = fit_templates(loglam, flux, ivar, templates)
+        label = np.asarray(fit.names)[fit.best]
+        ids = np.array([f"sim-{stellar_type}-{n_observed + i:07d}" for i in range(len(label))])
+        n_observed += len(label)
+        drawn_for += sizes
+        keep = np.zeros(len(label), dtype=bool)
+        for i, (name, value) in enumerate(zip(label, snr)):
+            labels_all[name] = labels_all.get(name, 0) + 1
+            matched = match_subclass(name, subclasses, "exact")
+            if matched is None:
+                rejects.append({"source_id": ids[i], "reason": NOT_IN_TYPE,
+                                "detail": f"pipeline label {name!r} is not one of "
+                                          f"{', '.join(subclasses)} (type {stellar_type})"})
+                continue
+            lo, hi = subclasses[matched]["snr"]
+            if not lo <= value <= hi:
+                rejects.append({"source_id": ids[i], "reason": SNR_OUTSIDE,
+                                "detail": f"S/N = {value:.3f} outside [{lo}, {hi}] for {matched}"})
+                continue
+            keep[i] = True
+            kept[matched] += 1
+            kept_for[band[i]] += matched == names[band[i]]
+        print(f"survey {stellar_type} batch {batch}: {n_observed} observed, "
+              f"kept {kept} of {target}", flush=True)
+        flux_parts.append(flux[keep])
+        ivar_parts.append(ivar[keep])
+        meta_parts.append(pd.DataFrame({
+            "id": ids[keep], "group": [f"{i}-obj" for i in ids[keep]], "label": label[keep],
+            "snr": snr[keep].astype(np.float32),
+            "teff": stars["teff"][keep], "logg": stars["logg"][keep], "feh": stars["feh"][keep],
+            "ebv": stars["ebv"][keep], "rv_kms": stars["rv"][keep],
+            "snr_true": stars["snr_target"][keep]}))
+    length = wave.size
+    flux = np.concatenate(flux_parts) if flux_parts else np.zeros((0, length), np.float32)
+    ivar = np.concatenate(ivar_parts) if ivar_parts else np.zeros((0, length), np.float32)
+    meta = (pd.concat(meta_parts, ignore_index=True) if meta_parts
+            else pd.DataFrame(columns=["id", "group", "label", "snr"]))
+    info = {"n_observed": int(n_observed), "n_selected_before_cap": int(len(meta)),
+            "teff_bands": {s: [round(t) for t in bands[s]] for s in names},
+            "observed_per_band": {s: int(n) for s, n in zip(names, drawn_for)},
+            "pipeline_labels_observed": {str(k): v for k, v in sorted(labels_all.items())},
+            "target_counts": target, "reached": all(kept[s] >= target[s] for s in names),
+            "templates": str(templates_path), "library": str(kesseli_dir),
+            "settings": settings}
+    return flux, ivar, meta, rejects, info
+
+
+def nearest_mk_subclass(teff: np.ndarray, subclasses) -> np.ndarray:
+    """The subclass (of `subclasses`) whose MK dwarf Teff is nearest in log Teff to each star's."""
+    names = list(subclasses)
+    nodes = np.log([teff_of_subclass(n) for n in names])
+    return np.array(names)[np.abs(np.log(np.asarray(teff, float))[:, None] - nodes).argmin(1)]
+
+
+def snr_quantiles(snr) -> dict[str, float]:
+    q = np.percentile(np.asarray(snr, float), [0, 25, 50, 75, 100]) if len(snr) else [np.nan] * 5
+    return {k: round(float(v), 2) for k, v in zip(("min", "p25", "median", "p75", "max"), q)}
+
+
+def label_worth(label, teff, logg, snr, subclasses) -> dict:
+    """What pipeline-style labels are worth, from the truth of the selected spectra.
+
+    disagreement: how often the label differs from the subclass nearest in Teff on the MK dwarf
+    scale (nearest_mk_subclass, among the type's subclasses); per subclass also the dwarf/giant
+    mix (giant: log g < GIANT_LOGG_MAX), the true Teff and the S/N distribution.
+    """
+    label, teff, logg = np.asarray(label, str), np.asarray(teff, float), np.asarray(logg, float)
+    snr = np.asarray(snr, float)
+    nearest = nearest_mk_subclass(teff, subclasses) if len(teff) else np.array([], str)
+    giant = logg < GIANT_LOGG_MAX
+    per_subclass = {}
+    for name in subclasses:
+        rows = label == name
+        t = teff[rows]
+        per_subclass[name] = {
+            "n": int(rows.sum()), "n_dwarf": int((rows & ~giant).sum()),
+            "n_giant": int((rows & giant).sum()),
+            "giant_fraction": round(float(giant[rows].mean()), 3) if rows.any() else None,
+            "disagreement_mk": round(float((nearest[rows] != name).mean()), 3)
+            if rows.any() else None,
+            "mk_teff": round(teff_of_subclass(name)),
+            "teff_median": round(float(np.median(t))) if rows.any() else None,
+            "teff_p16_p84": [round(float(v)) for v in np.percentile(t, [16, 84])]
+            if rows.any() else None,
+            "nearest_mk": {n: int(((nearest == n) & rows).sum()) for n in subclasses},
+            "snr": snr_quantiles(snr[rows]),
+        }
+    return {"n": int(len(label)),
+            "disagreement_mk": round(float((nearest != label).mean()), 3) if len(label) else None,
+            "giant_fraction": round(float(giant.mean()), 3) if len(label) else None,
+            "per_subclass": per_subclass}

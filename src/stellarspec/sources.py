@@ -9,8 +9,13 @@ classes are the type's subclasses in config order. Every source ends in the same
 
 Sources (cfg['source']):
 
-  simulated  stellarspec.simulate.simulate_spectra: round(count * scale) spectra per subclass,
-             already on the common grid. Seed: simulated.seed.
+  simulated  stellarspec.simulate.survey_spectra: a field population observed, labelled by
+             template_fit against every template of templates.sdss_path, then selected by
+             subclass and S/N window on the S/N each spectrum carries, until each subclass has
+             round(count * scale); then the cap (8). The truth is kept. Settings: simulated.
+  label_first  stellarspec.simulate.simulate_spectra, the earlier generator: the label comes
+             first and each subclass's Teff is drawn around a calibrated value.
+             round(count * scale) spectra per subclass. Settings: label_first.
   templates  stellarspec.simulate.template_spectra driven by templates.library. Seed:
              templates.seed.
   sdss       real spec-PLATE-MJD-FIBER.fits files: every *.fits (or .fits.gz, .fits.bz2) under
@@ -72,11 +77,12 @@ import pandas as pd
 
 from . import lamost_fits, preprocess, readers, sdss_fits
 from .dataset import SpectraSet, save_dataset
-from .io import atomic_path, config_hash, package_versions
+from .io import atomic_path, config_hash, package_versions, write_json
 from .labels import POLICIES, match_subclass
 from .progress import progress
 
-SOURCES = ("simulated", "templates", "sdss", "lamost", "table")
+SOURCES = ("simulated", "label_first", "templates", "sdss", "lamost", "table")
+GENERATED = ("simulated", "label_first", "templates")
 REJECT_COLUMNS = ["source_id", "reason", "detail"]
 WRONG_CLASS = "wrong class"
 NOT_IN_TYPE = "subclass not in type"
@@ -108,14 +114,16 @@ def build_dataset(cfg: dict, stellar_type: str) -> tuple[SpectraSet, pd.DataFram
     if cfg.get("label_policy", "exact") not in POLICIES:
         raise ValueError(f"label_policy must be one of {POLICIES}, "
                          f"got {cfg.get('label_policy')!r}")
-    builder = {"simulated": _simulated, "templates": _templates, "sdss": _sdss,
-               "lamost": _lamost, "table": _table}[source]
+    builder = {"simulated": _simulated, "label_first": _label_first, "templates": _templates,
+               "sdss": _sdss, "lamost": _lamost, "table": _table}[source]
     batch, rejects, inputs = builder(cfg, stellar_type)
     return _to_dataset(cfg, stellar_type, batch, rejects, inputs)
 
 
-def write_dataset(cfg: dict, stellar_type: str, out_npz, out_rejects_csv) -> SpectraSet:
-    """Build and write the dataset and its rejects table (both atomically).
+def write_dataset(cfg: dict, stellar_type: str, out_npz, out_rejects_csv,
+                  out_summary=None) -> SpectraSet:
+    """Build and write the dataset, its rejects table and (out_summary) its summary JSON
+    (dataset_summary), each atomically.
 
     The rejects table is written even when nothing survives, then NoSpectraError is raised.
     """
@@ -127,7 +135,34 @@ def write_dataset(cfg: dict, stellar_type: str, out_npz, out_rejects_csv) -> Spe
         raise NoSpectraError(_explain_empty(cfg, stellar_type, ds, rejects, empty,
                                             out_rejects_csv))
     save_dataset(out_npz, ds)
+    if out_summary is not None:
+        write_json(out_summary, dataset_summary(cfg, stellar_type, ds))
     return ds
+
+
+def dataset_summary(cfg: dict, stellar_type: str, ds: SpectraSet) -> dict:
+    """What the dataset's labels are worth: counts and the S/N distribution per subclass for
+    every source; with a truth (simulated), simulate.label_worth (label vs the MK-nearest
+    subclass, dwarf/giant mix) and the survey's draw; for label_first its Teff-only ceiling."""
+    from . import simulate
+
+    subclasses = cfg["types"][stellar_type]
+    summary = {"source": cfg["source"], "stellar_type": stellar_type,
+               "counts": ds.provenance["counts"],
+               "snr": {c: simulate.snr_quantiles(ds.snr[ds.label == c]) for c in ds.classes}}
+    truth = getattr(ds, "truth", {}) or {}
+    if "teff" in truth:
+        logg = truth.get("logg", np.full(len(ds), simulate.LOGG_DWARF))
+        summary["label_worth"] = simulate.label_worth(ds.label, truth["teff"], logg, ds.snr,
+                                                      subclasses)
+    survey = ds.provenance.get("inputs", {}).get("survey")
+    if survey:
+        summary["survey"] = {k: v for k, v in survey.items() if k != "settings"}
+    if cfg["source"] == "label_first":
+        settings = cfg.get("label_first", {})
+        summary["teff_only_ceiling"] = round(simulate.teff_only_ceiling(
+            subclasses, float(cfg.get("scale", 1.0)), settings.get("teff_scale", "sdss")), 3)
+    return summary
 
 
 def config_subset(cfg: dict, stellar_type: str) -> dict:
@@ -137,8 +172,10 @@ def config_subset(cfg: dict, stellar_type: str) -> dict:
               "types": {stellar_type: cfg["types"][stellar_type]}, "grid": cfg["grid"],
               "normalise": cfg.get("normalise", "minmax"),
               "min_good_fraction": min_good_fraction(cfg)}
-    if source in ("simulated", "templates"):
+    if source in GENERATED:
         subset.update(scale=cfg.get("scale", 1.0), **{source: cfg.get(source, {})})
+    if source == "simulated":
+        subset["templates"] = {k: cfg["templates"][k] for k in ("sdss_path", "kesseli_dir")}
     if source == "sdss":
         subset.update(snr_column=cfg.get("snr_column", "SN_MEDIAN_ALL"),
                       label_policy=cfg.get("label_policy", "exact"),
@@ -246,7 +283,29 @@ def _generated(cfg, stellar_type, generate):
 def _simulated(cfg, stellar_type):
     from . import simulate
 
-    settings = cfg.get("simulated", {})
+    survey = {}
+
+    def generate(subclasses, wave):
+        flux, ivar, meta, survey["rejects"], survey["info"] = simulate.survey_spectra(
+            subclasses, wave, float(cfg.get("scale", 1.0)), stellar_type,
+            cfg.get("simulated", {}), cfg["templates"]["sdss_path"],
+            cfg["templates"]["kesseli_dir"])
+        return flux, ivar, meta
+
+    batch, rejects, inputs = _generated(cfg, stellar_type, generate)
+    rejects = survey["rejects"] + rejects
+    settings = simulate.survey_settings(cfg.get("simulated", {}))
+    scaled = {s: {**v, "count": simulate.n_spectra(v["count"], float(cfg.get("scale", 1.0)))}
+              for s, v in cfg["types"][stellar_type].items()}
+    batch = _cap({**cfg, "types": {stellar_type: scaled}}, stellar_type, batch, rejects,
+                 seed=int(settings["seed"]))
+    return batch, rejects, {**inputs, "survey": survey["info"]}
+
+
+def _label_first(cfg, stellar_type):
+    from . import simulate
+
+    settings = cfg.get("label_first", {})
     seed, teff_scale = int(settings.get("seed", 0)), settings.get("teff_scale", "sdss")
     scale = float(cfg.get("scale", 1.0))
     return _generated(cfg, stellar_type,

@@ -38,7 +38,7 @@ def check_config(cfg):
     for model in exp["models"]:
         if model not in cfg["models"]:
             _config_error(f"models.{model}", f"model {model} is in experiment.models but has no settings")
-    if cfg["source"] in ("simulated", "templates"):
+    if cfg["source"] in ("simulated", "label_first", "templates"):
         # Counts are known before any job runs, so too-many-folds is caught here, not mid-grid.
         k, smallest_fraction = exp["cv_folds"], min(exp["train_fractions"])
         for stellar_type, subclasses in cfg["types"].items():
@@ -50,6 +50,10 @@ def check_config(cfg):
                                   f"k={k} folds but subclass {subclass} has only {n_train} training "
                                   f"spectra at train fraction {smallest_fraction} (count {spec['count']} "
                                   f"x scale {cfg['scale']}); lower cv_folds or raise scale")
+    if cfg["source"] == "simulated":
+        for key in ("sdss_path", "kesseli_dir"):
+            if not Path(cfg["templates"][key]).exists():
+                _config_error(f"templates.{key}", f"the simulated source needs {cfg['templates'][key]}")
     if cfg["source"] == "templates":
         lib = cfg["templates"]["library"]
         path = cfg["templates"]["sdss_path" if lib == "sdss" else "kesseli_dir"]
@@ -104,7 +108,7 @@ def src(*modules):
 
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
-               "lamost_fits", "readers", "progress")
+               "lamost_fits", "readers", "progress", "template_fit")
 SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
                "fit", "preprocess", "reference")
@@ -115,6 +119,7 @@ def data_params(stellar_type):
     """The config keys that shape one type's dataset: changing any of them rebuilds it."""
     keys = ("source", "scale", "grid", "normalise", "min_good_fraction", "snr_column",
             "label_policy", SOURCE)
+    keys += ("templates",) if SOURCE == "simulated" else ()  # its label fit and spectrum library
     return {k: config[k] for k in keys} | {"types": {stellar_type: config["types"][stellar_type]}}
 
 
@@ -181,4 +186,6 @@ def all_outputs():
                      fig=["learning_curves", "confusion_matrices", "per_class_f1", "table5_forest"])
     if "bert_cnn" in MODELS:
         figures += ["results/figures/saliency.png"]
+    if SOURCE == "simulated":
+        figures += ["results/figures/simulated_spectra.png"]
     return tables + figures

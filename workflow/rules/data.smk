@@ -9,6 +9,7 @@ rule build_dataset:
     output:
         data="results/{source}/{type}/dataset.npz",
         rejects="results/{source}/{type}/rejects.csv",
+        summary="results/{source}/{type}/summary.json",
     log:
         "results/{source}/logs/build_dataset/{type}.log",
     params:
@@ -21,3 +22,27 @@ rule build_dataset:
         "../../envs/stellarspec.yaml"
     script:
         "../scripts/build_dataset.py"
+
+
+# One simulated spectrum per subclass over its SDSS template, with the label-worth numbers.
+rule simulated_spectra_figure:
+    input:
+        src("simulate", "template_fit"),
+        data=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
+        summary=expand("results/{source}/{type}/summary.json", source=SOURCE, type=TYPES),
+    output:
+        report("results/figures/simulated_spectra.png", caption="../report/simulated_spectra.rst", category="Data"),
+    log:
+        "results/logs/simulated_spectra_figure.log",
+    params:
+        types=TYPES,
+        templates=config["templates"]["sdss_path"],
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/simulated_spectra_figure.py"
