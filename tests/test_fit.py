@@ -183,7 +183,7 @@ from stellarspec.fit import final_fit
 
 dataset, split, out, marker = sys.argv[1:5]
 params = {params!r}
-original = lm.ClassifierModule.training_step
+original = lm.BatchedClassifierModule.training_step
 
 def training_step(self, batch, batch_idx):
     if self.current_epoch == 2 and batch_idx == 1:  # mid-epoch: say so, then wait to be killed
@@ -191,7 +191,7 @@ def training_step(self, batch, batch_idx):
         time.sleep(600)
     return original(self, batch, batch_idx)
 
-lm.ClassifierModule.training_step = training_step
+lm.BatchedClassifierModule.training_step = training_step
 final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0)
 """
 

@@ -24,6 +24,11 @@ def pooled_length(length: int, n_blocks: int, pool: int) -> int:
     return length
 
 
+def stacked(x: torch.Tensor) -> bool:
+    """Whether x is one model's slice of stacked candidates under torch.func.vmap."""
+    return torch._C._functorch.is_batchedtensor(x)
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout with a cheaper random mask on the CPU.
 
@@ -31,10 +36,18 @@ class Dropout(nn.Dropout):
     a quarter of a BERT-CNN training step here. This splits 64-bit draws into four 16-bit
     uniforms, several times faster (benchmarks/bench_kernels.py): the same keep-or-zero mask
     and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999).
-    Elsewhere it is nn.Dropout.
+    Elsewhere it is nn.Dropout. The rate is also a buffer (`rate`, not saved in state
+    dicts): candidates stacked by torch.func (batched.py) each bring their own, so under vmap
+    the mask uses that per-model tensor instead of the float `p`.
     """
 
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__(p, inplace)
+        self.register_buffer("rate", torch.tensor(float(p)), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and stacked(self.rate):
+            return stacked_dropout(x, self.rate)
         if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
             return super().forward(x)
         n_dropped = round(self.p * 65536)  # of the 65536 values of a 16-bit uniform
@@ -42,6 +55,16 @@ class Dropout(nn.Dropout):
         uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
         keep = uniform >= n_dropped - 32768
         return x * keep.to(x.dtype).mul_(65536 / (65536 - n_dropped))
+
+
+def stacked_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Dropout at a per-model rate under vmap (vmap's randomness='different': each model
+    draws its own mask), from 16-bit uniforms as in Dropout."""
+    n_dropped = torch.round(rate.clamp(0, 1) * 65536)
+    bits = torch.randint(0, 2**48, (-(-x.numel() // 3),), dtype=torch.int64, device=x.device)
+    uniform = torch.stack([(bits >> s) & 0xFFFF for s in (0, 16, 32)], -1).flatten()
+    keep = uniform[:x.numel()].view(x.shape) >= n_dropped
+    return x * keep.to(x.dtype) * torch.where(n_dropped < 65536, 65536 / (65536 - n_dropped), 0)
 
 
 class ConvBlocks(nn.Module):
@@ -67,10 +90,24 @@ class ConvBlocks(nn.Module):
         # convolution and max-pool kernels vectorise over channels. On (B, C, L) with
         # nn.Conv1d/MaxPool1d a CNN training step took over twice as long, a third of it in
         # max-pool's index bookkeeping (benchmarks/README.md, B3).
+        if stacked(x):
+            return self.stacked_forward(x)
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C_in, 1, L)
         for conv in self.convs:
             x = F.relu(F.max_pool2d(conv(x), (1, self.pool)))  # (B, C, 1, L // pool)
         return x.squeeze(2)  # (B, C, L')
+
+    def stacked_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same blocks for stacked candidates under vmap, where a convolution with batched
+        weights becomes a grouped convolution, several times slower on the CPU: here each
+        convolution is a matmul over unfolded windows, which vmap batches into one bmm."""
+        for conv in self.convs:
+            k = conv.kernel_size[1]
+            windows = F.pad(x, (k // 2, (k - 1) // 2)).unfold(2, k, 1)  # (B, C_in, L, k)
+            weight = conv.weight.squeeze(2)  # (C, C_in, k)
+            x = torch.einsum("bilk,oik->bol", windows, weight) + conv.bias[:, None]  # (B, C, L)
+            x = F.relu(F.max_pool1d(x, self.pool))  # (B, C, L // pool)
+        return x
 
 
 class PixelStandardizer(nn.Module):
