@@ -1,4 +1,6 @@
 """The grid's shape from config, and bad configs stopped before any job runs (named key)."""
+from pathlib import Path
+
 import pytest
 
 from workflow_helpers import REPO, planned_jobs, read_config, snakemake, workflow_copy, write_config
@@ -16,12 +18,34 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("build_dataset") == 3
     assert count("make_split") == 6
     assert count("cv_svm") == 6 * 2
-    assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
+    # every deep model: with training.stopping = cv_epochs CV also chooses the epochs
+    assert count("cv_deep") == 6 * 2 * 3 and count("cv_deep_rung") == 0
     assert count("pretrain") == 6
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
     assert count("evaluate") == 6 * 4
     assert count("aggregate") == 1
     assert {o for r, o in jobs if r == "aggregate"} == {"results/tables/fits.csv"}
+
+
+def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_path):
+    # cnn: 6 candidates, max_epochs 3, first rung 1 epoch, eta 2 -> rungs of 1, 2, 3 epochs
+    root = workflow_copy(tmp_path, {
+        "search": {"strategy": "halving", "eta": 2, "first_rung_epochs": 1},
+        "experiment": {"models": ["cnn"], "train_fractions": [0.7]},
+        "types": {"K": {"K1": {"count": 1115, "snr": [60, 65]},
+                        "K3": {"count": 959, "snr": [60, 65]}}},
+        "models": {"cnn": {"grid": {"lr": [1e-3, 3e-3, 1e-2], "hidden_units": [32],
+                                    "dropout": [0.2, 0.5]}}}})
+    config = read_config(root)
+    config["types"] = {"K": config["types"]["K"]}
+    write_config(root, config)
+    jobs = planned_jobs(root)
+    rungs = sorted(o for r, o in jobs if r == "cv_deep_rung")
+    assert [Path(o).name for o in rungs] == ["fold0.rung0.csv", "fold0.rung1.csv",
+                                            "fold1.rung0.csv", "fold1.rung1.csv"]
+    assert sorted(Path(o).name for r, o in jobs if r == "promote_rung") == [
+        "promoted.rung0.json", "promoted.rung1.json"]
+    assert sorted(Path(o).name for r, o in jobs if r == "cv_deep") == ["fold0.csv", "fold1.csv"]
 
 
 def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):

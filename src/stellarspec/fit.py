@@ -30,6 +30,7 @@ from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
 from .runtime import keep_freed_memory
+from .search import rung_epochs, search_settings
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
 
@@ -46,8 +47,7 @@ CV_COLUMNS = ["params", "rung", "epoch", "accuracy", "f1_macro", "val_loss", "n_
 TRAINING_DEFAULTS = {"stopping": "holdout", "holdout_fraction": 0.1, "min_epochs": 1,
                      "precision": "32-true", "cuda_batch_scaling": False, "memory_mb": 2000,
                      "gpu_memory_fraction": 0.8}
-# search: how CV spends its training (config `search:`).
-SEARCH_DEFAULTS = {"strategy": "grid", "eta": 3, "min_epochs": 5}
+
 
 
 def _check_model(model: str, pretrained) -> None:
@@ -274,7 +274,7 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
         module.load_state_dict(state)  # killed after training ended: only predicting is left
     else:
         trainer.fit(module, ckpt_path=last if last.exists() else None)
-    module.to(torch.device(device))
+    module.to(trainer.strategy.root_device)
     proba = module.logits(flux[predict_rows].to(module.device), best=True).softmax(-1)
     return {"proba": proba.cpu().numpy(), "rows": predict_rows, "module": module.cpu(),
             "networks": networks, "history": {k: v.cpu().numpy() for k, v in
@@ -313,26 +313,6 @@ def stacked_groups(model: str, fulls: list[dict], n_pixels: int, n_classes: int,
                                                  n_pixels), memory_budget(training), len(members))
         stacks += [members[i:i + m] for i in range(0, len(members), m)]
     return stacks
-
-
-def rung_epochs(max_epochs: int, n_candidates: int, search: dict) -> list[int]:
-    """The epoch budget of each rung: [max_epochs] for grid; for halving min_epochs,
-    min_epochs * eta, ... while below max_epochs and more than one candidate is left, then
-    max_epochs. Rung i trains ceil(n / eta**i) candidates."""
-    if search["strategy"] == "grid":
-        return [int(max_epochs)]
-    eta, budget, n, rungs = int(search["eta"]), int(search["min_epochs"]), n_candidates, []
-    while budget < max_epochs and n > 1:
-        rungs.append(budget)
-        budget, n = budget * eta, math.ceil(n / eta)
-    return rungs + [int(max_epochs)]
-
-
-def search_settings(search: dict | None) -> dict:
-    unknown = set(search or {}) - set(SEARCH_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown search settings: {sorted(unknown)}")
-    return {**SEARCH_DEFAULTS, **(search or {})}
 
 
 # --- entry points -------------------------------------------------------------------------

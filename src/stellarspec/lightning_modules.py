@@ -323,15 +323,18 @@ class BatchedClassifierModule(pl.LightningModule):
     def end_epoch(self, epoch: int) -> None:
         """Record the epoch, move early stopping on, keep each candidate's best weights."""
         state, active = self.state, self.state.active.clone()
-        self.history.train_loss[epoch] = self.epoch_loss / len(self.train_y)
+        nan = torch.tensor(float("nan"), device=self.device)  # frozen candidates: not recorded
+        self.history.train_loss[epoch] = torch.where(active, self.epoch_loss / len(self.train_y),
+                                                     nan)
         if self.has_val:
             logits = self.logits(self.val_x)  # (M, N, C)
             val_loss = cross_entropy_per_model(logits, self.val_y)
             scores = scores_from_confusion(confusion_matrices(
                 logits.argmax(-1), self.val_y, logits.shape[-1]).cpu().numpy())
-            self.history.val_loss[epoch] = val_loss
-            self.history.val_accuracy[epoch] = torch.as_tensor(scores["accuracy"]).float()
-            self.history.val_f1_macro[epoch] = torch.as_tensor(scores["f1_macro"]).float()
+            for name, value in (("val_loss", val_loss), ("val_accuracy", scores["accuracy"]),
+                                ("val_f1_macro", scores["f1_macro"])):
+                value = torch.as_tensor(value, device=self.device).float()
+                getattr(self.history, name)[epoch] = torch.where(active, value, nan)
             improved = active & (val_loss < state.best_loss)
             state.best_loss.copy_(torch.where(improved, val_loss, state.best_loss))
             state.wait.copy_(torch.where(improved, 0, state.wait + active.float()))
@@ -347,7 +350,7 @@ class BatchedClassifierModule(pl.LightningModule):
                                                           self.min_epochs))
         self.log("n_active", state.active.float().sum(), on_step=False, on_epoch=True,
                  batch_size=1)
-        self.log("train_loss", self.history.train_loss[epoch].mean(), on_step=False,
+        self.log("train_loss", self.history.train_loss[epoch].nanmean(), on_step=False,
                  on_epoch=True, batch_size=1)
         if not state.active.any():
             self.trainer.should_stop = True

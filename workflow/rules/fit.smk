@@ -38,6 +38,8 @@ rule fit_deep:
         "results/{source}/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
     wildcard_constraints:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+    params:
+        training=config["training"],
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],

@@ -11,4 +11,5 @@ params = read_json(snakemake.input.best)["params"]
 with device_slot(snakemake):
     final_fit(snakemake.input.data, snakemake.input.split, model, params,
               Path(snakemake.output.predictions).parent, threads=snakemake.threads,
-              seed=int(snakemake.wildcards.seed), pretrained=snakemake.input.get("pretrained") or None)
+              seed=int(snakemake.wildcards.seed), pretrained=snakemake.input.get("pretrained") or None,
+              training=snakemake.params.get("training"))
