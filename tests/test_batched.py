@@ -46,9 +46,12 @@ def test_stacked_training_equals_separate_trainings(data, tmp_path, model, extra
     stacked = group(data, model, candidates, seeds, tmp_path, "stack")
     for m, (candidate, seed) in enumerate(zip(candidates, seeds)):
         alone = group(data, model, [candidate], [seed], tmp_path, f"alone{m}")
+        # Float tolerance: vmap's batched kernels round differently from the single model's,
+        # and Adam's normalised steps (about lr each) carry rounding in near-zero gradients
+        # through, so allow a tenth of one step (lr 3e-3) on each weight.
         for k, v in weights(alone, 0).items():
-            torch.testing.assert_close(weights(stacked, m)[k], v, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(stacked["proba"][m], alone["proba"][0], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(weights(stacked, m)[k], v, rtol=1e-3, atol=3e-4)
+        np.testing.assert_allclose(stacked["proba"][m], alone["proba"][0], rtol=1e-3, atol=1e-4)
 
 
 def test_zero_learning_rate_does_not_move(data, tmp_path):
@@ -81,7 +84,7 @@ def test_per_candidate_dropout_rates_take_effect(data, tmp_path):
     stacked = group(data, "cnn", candidates, [5, 5], tmp_path, "stack")
     alone = group(data, "cnn", candidates[:1], [5], tmp_path, "alone")
     for k, v in weights(alone, 0).items():
-        torch.testing.assert_close(weights(stacked, 0)[k], v, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(weights(stacked, 0)[k], v, rtol=1e-3, atol=3e-4)
     assert any(not torch.allclose(weights(stacked, 1)[k], v) for k, v in weights(alone, 0).items())
 
 

@@ -51,6 +51,9 @@ class Stacked:
         def one(p, b, x):
             return functional_call(self.base, (p, b), (x,))
 
+        if self.n_models == 1:  # no vmap: the models' own fast CPU paths (channels-last convs)
+            single = ({k: v[0] for k, v in params.items()}, {k: v[0] for k, v in buffers.items()})
+            return one(*single, flux[0]).unsqueeze(0)
         return vmap(one, randomness="different" if training else "error")(params, buffers, flux)
 
     def unstack(self, params: dict, buffers: dict, index: int, model: torch.nn.Module):

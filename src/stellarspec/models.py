@@ -90,24 +90,12 @@ class ConvBlocks(nn.Module):
         # convolution and max-pool kernels vectorise over channels. On (B, C, L) with
         # nn.Conv1d/MaxPool1d a CNN training step took over twice as long, a third of it in
         # max-pool's index bookkeeping (benchmarks/README.md, B3).
-        if stacked(x):
-            return self.stacked_forward(x)
-        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C_in, 1, L)
+        x = x.unsqueeze(2)  # (B, C_in, 1, L)
+        if not stacked(x):  # vmap (stacked candidates, batched.py) cannot query memory formats
+            x = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
             x = F.relu(F.max_pool2d(conv(x), (1, self.pool)))  # (B, C, 1, L // pool)
         return x.squeeze(2)  # (B, C, L')
-
-    def stacked_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The same blocks for stacked candidates under vmap, where a convolution with batched
-        weights becomes a grouped convolution, several times slower on the CPU: here each
-        convolution is a matmul over unfolded windows, which vmap batches into one bmm."""
-        for conv in self.convs:
-            k = conv.kernel_size[1]
-            windows = F.pad(x, (k // 2, (k - 1) // 2)).unfold(2, k, 1)  # (B, C_in, L, k)
-            weight = conv.weight.squeeze(2)  # (C, C_in, k)
-            x = torch.einsum("bilk,oik->bol", windows, weight) + conv.bias[:, None]  # (B, C, L)
-            x = F.relu(F.max_pool1d(x, self.pool))  # (B, C, L // pool)
-        return x
 
 
 class PixelStandardizer(nn.Module):
