@@ -11,7 +11,7 @@ streams differ: data order and dropout masks are drawn per candidate in the batc
 
 B10 (--b10): the cost of config/paper.yaml's deep CV, from per-candidate-epoch costs measured
 here at the paper's data size (simulated K spectra at scale 1, train fraction 0.7, a 10-fold
-CV fold): the batched trainer on a stack of 42 candidates, and the sequential loop on two
+CV fold): the batched trainer on a stack of 6 candidates (3 learning rates x 2 dropouts), and the sequential loop on two
 candidates at two epoch counts (its per-epoch cost and its fixed cost per fit). Totals are
 arithmetic on those costs (written out in the JSON): grid search with every candidate trained
 to max_epochs (an upper bound; early stopping ends many sooner), and successive halving with
@@ -132,8 +132,8 @@ def b10(args) -> dict:
     measured = {}
     for model in ("cnn", "bert_cnn"):
         new = bench_run(new_src, data, work / f"{model}_new.json",
-                        shape + ["--model", model, "--epochs", str(args.b10_epochs)],
-                        args.threads)
+                        shape + ["--model", model, "--epochs", str(args.b10_epochs),
+                                 "--lrs", "3", "--dropouts", "2"], args.threads)
         olds = [bench_run(old_src, data, work / f"{model}_old{e}.json",
                           shape + ["--model", model, "--epochs", str(e), "--lrs", "2",
                                    "--dropouts", "1"], args.threads) for e in (1, 3)]
@@ -208,7 +208,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--b10-epochs", type=int, default=2)
+    parser.add_argument("--b10-epochs", type=int, default=1)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     result = b9(args) if args.b9 else b10(args)
@@ -220,3 +220,72 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- rendering (benchmarks/run_all.py) ------------------------------------------------------
+
+def summary_rows(b: dict) -> list[str]:
+    rows = []
+    if r := b.get("B9", {}).get("result"):
+        rows.append(f"| B9 | CV job, {r['n_candidates']} {r['model']} candidates x {r['epochs']} "
+                    f"epochs | {max(r['candidate_fits_per_s']['batched']):.2f} candidate-fits/s | "
+                    f"sequential {max(r['candidate_fits_per_s']['sequential']):.2f} | "
+                    f"{r['speedup_median']:.1f}x (same choice: {r['same_choice']}, Spearman "
+                    f"{r['spearman_accuracy']:.2f}) | >= 10x | "
+                    f"{'met' if r['speedup_median'] >= 10 else 'not met'} |")
+    if r := b.get("B10", {}).get("result"):
+        h, g = r["core_hours"], r["gpu_projection"]["node_days_8_gpus"]
+        rows.append(f"| B10 | paper.yaml deep CV | grid {h['batched_grid']:.0f}, halving "
+                    f"{h['batched_halving']:.0f} core-h | today {h['sequential_grid']:.0f} core-h "
+                    f"| {h['sequential_grid'] / h['batched_halving']:.0f}x (halving) | 8-GPU node "
+                    f"in a day | projected {g['batched_halving']:.2f} node-days (halving), "
+                    f"{g['batched_grid']:.2f} (grid) |")
+    return rows
+
+
+def section(key: str, rec: dict) -> list[str]:
+    r = rec["result"]
+    if key == "B9":
+        lines = [f"One `cv_deep` job: {r['n_candidates']} {r['model']} candidates (Table 2's 7 "
+                 f"learning rates x 6 dropout rates, one shape), {r['epochs']} epochs each "
+                 "(patience = epochs), simulated K spectra at the quick default's scale, "
+                 f"train fraction 0.7, CV fold 0 of 3 ({r['n_fit_batched']} spectra trained, "
+                 f"{r['n_val']} scored), {r['threads']} thread. Runs alternate.", "",
+                 "| run | implementation | seconds | candidate-fits/s | load average |",
+                 "|---|---|---|---|---|"]
+        for i, run in enumerate(r["runs"]):
+            lines.append(f"| {i} | {run['implementation']} | {run['seconds']:.1f} | "
+                         f"{run['n_candidates'] / run['seconds']:.2f} | "
+                         f"{[round(x, 1) for x in run['load_average']]} |")
+        lines += ["", f"Speed-ups of neighbouring runs: "
+                  f"{', '.join(f'{x:.1f}x' for x in r['speedups'])}; chosen candidate: "
+                  f"sequential {r['chosen']['sequential']}, batched {r['chosen']['batched']}; "
+                  f"Spearman correlation of the CV accuracies {r['spearman_accuracy']:.2f} "
+                  "(the random streams differ). Target >= 10x with the same choice or "
+                  "rank correlation >= 0.9: "
+                  f"**{'met' if r['speedup_median'] >= 10 else 'not met'}**."]
+        return lines
+    lines = ["Measured per-candidate-epoch costs at the paper's size (K, scale 1, train "
+             "fraction 0.7, one 10-fold CV fold; 1 thread):", "",
+             "| model | fit spectra | batched s/candidate-epoch (stack) | sequential s/epoch "
+             "| sequential fixed s/fit | grid candidate-epochs | halving rungs | halving "
+             "candidate-epochs |", "|---|---|---|---|---|---|---|---|"]
+    for model, m in r["measured"].items():
+        lines.append(f"| {model} | {m['n_fit']} | {m['batched_seconds_per_candidate_epoch']:.3f}"
+                     f" ({m['batched_stack']}) | {m['sequential_seconds_per_epoch']:.3f} | "
+                     f"{m['sequential_seconds_per_fit_fixed']:.2f} | "
+                     f"{m.get('grid_candidate_epochs', '-')} | {m.get('rungs', '-')} | "
+                     f"{m.get('halving_candidate_epochs', '-')} |")
+    h, y, g = r["core_hours"], r["core_years"], r["gpu_projection"]
+    lines += ["", f"Totals over {r['cv_jobs']} deep CV fold jobs (3 deep models x types x "
+              "fractions x seeds x folds), cost per epoch proportional to the fit spectra, grid "
+              "at max_epochs (an upper bound):", "",
+              "| design | core-hours | core-years | projected GPU-hours | 8-GPU node-days |",
+              "|---|---|---|---|---|"]
+    for k, name in (("sequential_grid", "today: sequential loop, grid"),
+                    ("batched_grid", "batched, grid"), ("batched_halving", "batched, halving")):
+        lines.append(f"| {name} | {h[k]:.0f} | {y[k]:.2f} | {g['gpu_hours'][k]:.0f} | "
+                     f"{g['node_days_8_gpus'][k]:.2f} |")
+    lines += ["", "GPU figures are projected, not measured: " + gpu_projection.__doc__.split(
+        "(no GPU here): ")[1].replace("\n   ", "").replace("  ", " ")]
+    return lines

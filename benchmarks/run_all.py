@@ -1,4 +1,4 @@
-"""Run every benchmark (B1-B8 of issue 6) and write results/bench/benchmarks.json and
+"""Run every benchmark (B1-B8 of issue 6, B9-B10 of issue 14) and write results/bench/benchmarks.json and
 BENCHMARKS.md at the repository root.
 
 Each benchmark is one of the scripts in benchmarks/, run as a subprocess with its own --out
@@ -35,6 +35,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_models import cpu_name as cpu_model  # noqa: E402
+from bench_search import section as search_section, summary_rows as search_rows  # noqa: E402
 from stellarspec.io import read_json, write_json, write_text  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -56,6 +57,9 @@ BENCHMARKS = {
     "B6": ("bench_dag.py", "dag.json", ["--repeats", "3"], ["--repeats", "1"]),
     "B7": ("bench_scaling.py", "scaling.json", ["--repeats", "3", "--max-epochs", "10"],
            ["--repeats", "1", "--max-epochs", "3"]),
+    "B9": ("bench_search.py", "search_b9.json", ["--b9", "--model", "bert_cnn", "--repeats", "2"],
+           ["--b9", "--model", "bert_cnn", "--repeats", "1", "--epochs", "3"]),
+    "B10": ("bench_search.py", "search_b10.json", ["--b10"], ["--b10", "--b10-epochs", "1"]),
     # Only where nvidia-smi lists a GPU: B3/B4 on CUDA with bf16 autocast.
     "B8": ("bench_models.py", "models_cuda.json", ["--device", "cuda", "--min-seconds", "3"],
            ["--device", "cuda", "--min-seconds", "1"]),
@@ -502,7 +506,9 @@ def render(report: dict, out_dir: Path) -> str:
                        ("B3/B4", "B3/B4 training and inference throughput (CPU)"),
                        ("B5", "B5 quick default workflow, end to end"),
                        ("B6", "B6 scheduling overhead: dry run of the paper-scale DAG"),
-                       ("B7", "B7 scaling of training cost")):
+                       ("B7", "B7 scaling of training cost"),
+                       ("B9", "B9 candidate throughput of a deep CV job"),
+                       ("B10", "B10 cost of the paper's deep search")):
         lines += ["", f"## {title}", ""]
         rec = b.get(key)
         if key == "B5":
@@ -527,6 +533,8 @@ def render(report: dict, out_dir: Path) -> str:
             lines += section_b6(rec)
         elif key == "B7":
             lines += section_b7(rec, out_dir)
+        elif key in ("B9", "B10"):
+            lines += search_section(key, rec)
         lines += ["", f"Command: `{rec['command']}` ({rec['wall_seconds']} s; {load_text(rec)})."]
     lines += ["", "## B8 GPU", ""]
     gpu = b.get("B8")
@@ -598,6 +606,7 @@ def summary_rows(report: dict) -> list[str]:
                     + ", ".join(f"{m} {e:.2f}" for m, e in k.items())
                     + f"; vs tokens: bert_cnn {r['tokens']['fit']['exponent']:.2f} | none | - | "
                     "table + plot | done |")
+    rows += search_rows(b)
     if r := res("B8"):
         ref = r["matmul_flop_per_s"]
         for m in r["models"]:

@@ -196,19 +196,15 @@ final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0)
 """
 
 
-def test_kill_and_resume_gives_the_same_result(data, tmp_path):
-    dataset, split = data
-    params = {**TRAINING, **SMALL_BERT}
-    killed, marker = tmp_path / "killed", tmp_path / "marker"
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN.format(params=params))
-    proc = subprocess.Popen([sys.executable, str(script), str(dataset), str(split), str(killed),
-                             str(marker)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def kill_when_marked(args, marker: Path, timeout: float, never: str) -> None:
+    """Run `python args...`, SIGKILL it once it writes `marker` (it then waits to be killed)."""
+    proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the training run never reached epoch 2"
+            assert time.monotonic() < deadline, never
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -216,6 +212,16 @@ def test_kill_and_resume_gives_the_same_result(data, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_and_resume_gives_the_same_result(data, tmp_path):
+    dataset, split = data
+    params = {**TRAINING, **SMALL_BERT}
+    killed, marker = tmp_path / "killed", tmp_path / "marker"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN.format(params=params))
+    kill_when_marked([script, dataset, split, killed, marker], marker, 120,
+                     "the training run never reached epoch 2")
     saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["epoch"] == 1  # the last completed epoch
     assert not (killed / "fit.json").exists() and not (killed / "predictions.csv").exists()

@@ -69,24 +69,25 @@ def stacked_adam_(params: list[torch.Tensor], grads: list[torch.Tensor],
                   active: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
     """One Adam step (torch.optim.Adam's formula, L2 weight decay) in place, for M stacked
     candidates at once: lr, weight_decay, active are (M,); `step` (M,) counts each candidate's
-    own steps; grads may hold None. Candidates with active False are left exactly as they are (frozen), state and
-    all. Loops over parameter tensors, never over candidates."""
+    own steps; grads may hold None. Candidates with active False keep their weights and step
+    count exactly (frozen for good, so their moments no longer matter). Loops over parameter
+    tensors, never over candidates."""
     beta1, beta2 = betas
     step += active.to(step.dtype)
     bias1 = 1 - beta1 ** step.clamp_min(1)
-    bias2 = 1 - beta2 ** step.clamp_min(1)
+    bias2_sqrt = (1 - beta2 ** step.clamp_min(1)).sqrt()
     step_size = torch.where(active, lr / bias1, torch.zeros_like(lr))
-    bias2_sqrt = bias2.sqrt()
+    decay = bool((weight_decay != 0).any())
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         if g is None:  # unused in this forward pass (e.g. the mask token): skipped, as Adam does
             continue
         shape = (-1,) + (1,) * (p.dim() - 1)
-        keep = active.view(shape)
-        g = g + weight_decay.view(shape) * p
-        m.copy_(torch.where(keep, beta1 * m + (1 - beta1) * g, m))
-        v.copy_(torch.where(keep, beta2 * v + (1 - beta2) * g * g, v))
-        denom = v.sqrt() / bias2_sqrt.view(shape) + eps
-        p.sub_(step_size.view(shape) * m / denom)
+        if decay:
+            g = g + weight_decay.view(shape) * p
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bias2_sqrt.view(shape)).add_(eps)
+        p.addcdiv_(m * step_size.view(shape), denom, value=-1)
 
 
 class StackedAdam(torch.optim.Optimizer):

@@ -325,8 +325,8 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
 
     Deep models train in stacks (stacked_groups) through one BatchedClassifierModule each,
     checkpointed in `workdir`/rung<r>/stack<s>/, so a killed job resumes: finished stacks
-    are not retrained (only predicted again), the one in progress resumes from its last.ckpt. With halving
-    (`search`), rung `rung` trains the candidates of `promoted` (promote's JSON; all of them
+    are not retrained (only predicted again), the one in progress resumes from its
+    last.ckpt. With halving (`search`), rung `rung` trains the candidates of `promoted` (promote's JSON; all of them
     at rung 0) for the rung's epoch budget, and the CSV repeats `previous_csv`'s rows (the
     earlier rungs of this fold) before its own."""
     _check_model(model, pretrained)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from lightning_fabric.plugins.environments import LightningEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -224,7 +223,8 @@ class BatchedClassifierModule(pl.LightningModule):
 
     Everything a resume needs (stacked weights, best weights, early-stopping state, the
     per-epoch history) is a parameter or persistent buffer, and the Adam moments are
-    batched.StackedAdam's state, so Lightning's last.ckpt restores it all; the data are non-persistent buffers, on the device once per job.
+    batched.StackedAdam's state, so Lightning's last.ckpt restores it all; the data are
+    non-persistent buffers, on the device once per job.
     The epoch's bookkeeping runs after its last batch, before Lightning saves last.ckpt.
     """
 

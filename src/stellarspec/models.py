@@ -61,9 +61,10 @@ def stacked_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     """Dropout at a per-model rate under vmap (vmap's randomness='different': each model
     draws its own mask), from 16-bit uniforms as in Dropout."""
     n_dropped = torch.round(rate.clamp(0, 1) * 65536)
-    bits = torch.randint(0, 2**48, (-(-x.numel() // 3),), dtype=torch.int64, device=x.device)
-    uniform = torch.stack([(bits >> s) & 0xFFFF for s in (0, 16, 32)], -1).flatten()
-    keep = uniform[:x.numel()].view(x.shape) >= n_dropped
+    bits = torch.randint(-2**63, 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64,
+                         device=x.device)
+    uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
+    keep = uniform >= n_dropped - 32768
     return x * keep.to(x.dtype) * torch.where(n_dropped < 65536, 65536 / (65536 - n_dropped), 0)
 
 
