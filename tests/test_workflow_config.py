@@ -18,8 +18,8 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("build_dataset") == 3
     assert count("make_split") == 6
     assert count("cv_svm") == 6 * 2
-    # every deep model: with training.stopping = cv_epochs CV also chooses the epochs
-    assert count("cv_deep") == 6 * 2 * 3 and count("cv_deep_rung") == 0
+    assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
+    assert count("cv_deep_rung") == 0 and count("promote_rung") == 0  # grid search
     assert count("pretrain") == 6
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
     assert count("evaluate") == 6 * 4
@@ -46,6 +46,12 @@ def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_pa
     assert sorted(Path(o).name for r, o in jobs if r == "promote_rung") == [
         "promoted.rung0.json", "promoted.rung1.json"]
     assert sorted(Path(o).name for r, o in jobs if r == "cv_deep") == ["fold0.csv", "fold1.csv"]
+
+
+def test_cv_epochs_runs_cv_for_every_deep_model(tmp_path):
+    # CV chooses the number of epochs even for a one-candidate grid
+    jobs = planned_jobs(workflow_copy(tmp_path, {"training": {"stopping": "cv_epochs"}}))
+    assert sum(1 for r, _ in jobs if r == "cv_deep") == 6 * 2 * 3
 
 
 def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):
