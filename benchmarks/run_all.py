@@ -1,4 +1,4 @@
-"""Run every benchmark (B1-B8 of issue 6) and write results/bench/benchmarks.json and
+"""Run every benchmark (B1-B8 of issue 6, B9-B10 of issue 14) and write results/bench/benchmarks.json and
 BENCHMARKS.md at the repository root.
 
 Each benchmark is one of the scripts in benchmarks/, run as a subprocess with its own --out
@@ -35,6 +35,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_models import cpu_name as cpu_model  # noqa: E402
+from bench_search import section as search_section, summary_rows as search_rows  # noqa: E402
 from stellarspec.io import read_json, write_json, write_text  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -60,6 +61,9 @@ BENCHMARKS = {
     "B6": ("bench_dag.py", "dag.json", ["--repeats", "3"], ["--repeats", "1"]),
     "B7": ("bench_scaling.py", "scaling.json", ["--repeats", "3", "--max-epochs", "10"],
            ["--repeats", "1", "--max-epochs", "3"]),
+    "B9": ("bench_search.py", "search_b9.json", ["--b9", "--model", "bert_cnn", "--repeats", "2"],
+           ["--b9", "--model", "bert_cnn", "--repeats", "1", "--epochs", "3"]),
+    "B10": ("bench_search.py", "search_b10.json", ["--b10"], ["--b10", "--b10-epochs", "1"]),
     "B11": ("bench_template_fit.py", "template_fit.json", ["--spectra", "5000", "--repeats", "3"],
            ["--spectra", "1000", "--repeats", "1"]),
     "B12": ("bench_simulator.py", "simulator.json", ["--scales", "0.1", "1.0"],
@@ -518,6 +522,8 @@ def render(report: dict, out_dir: Path) -> str:
                        ("B5", "B5 quick default workflow, end to end"),
                        ("B6", "B6 scheduling overhead: dry run of the paper-scale DAG"),
                        ("B7", "B7 scaling of training cost"),
+                       ("B9", "B9 candidate throughput of a deep CV job"),
+                       ("B10", "B10 cost of the paper's deep search"),
                        ("B11", "B11 template fit (the reference classifier, the simulator's labels)"),
                        ("B12", "B12 survey simulator: simulating and labelling the datasets")):
         lines += ["", f"## {title}", ""]
@@ -551,13 +557,15 @@ def render(report: dict, out_dir: Path) -> str:
         elif key == "B7":
             lines += section_b7(rec, out_dir)
         elif key == "B11":
-            from bench_template_fit import table as section_b9
+            from bench_template_fit import table as section_b11
 
-            lines.append(section_b9(rec["result"]))
+            lines.append(section_b11(rec["result"]))
         elif key == "B12":
-            from bench_simulator import table as section_b10
+            from bench_simulator import table as section_b12
 
-            lines.append(section_b10(rec["result"]))
+            lines.append(section_b12(rec["result"]))
+        elif key in ("B9", "B10"):
+            lines += search_section(key, rec)
         lines += ["", f"Command: `{rec['command']}` ({rec['wall_seconds']} s; {load_text(rec)})."]
     lines += ["", "## B8 GPU", ""]
     gpu = b.get("B8")
@@ -629,6 +637,7 @@ def summary_rows(report: dict) -> list[str]:
                     + ", ".join(f"{m} {e:.2f}" for m, e in k.items())
                     + f"; vs tokens: bert_cnn {r['tokens']['fit']['exponent']:.2f} | none | - | "
                     "table + plot | done |")
+    rows += search_rows(b)
     if r := res("B8"):
         ref = r["matmul_flop_per_s"]
         for m in r["models"]:

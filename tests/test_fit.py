@@ -246,7 +246,7 @@ from stellarspec.fit import final_fit
 
 dataset, split, out, marker = sys.argv[1:5]
 params = {params!r}
-original = lm.ClassifierModule.training_step
+original = lm.BatchedClassifierModule.training_step
 
 def training_step(self, batch, batch_idx):
     if self.current_epoch == 2 and batch_idx == 1:  # mid-epoch: say so, then wait to be killed
@@ -254,9 +254,27 @@ def training_step(self, batch, batch_idx):
         time.sleep(600)
     return original(self, batch, batch_idx)
 
-lm.ClassifierModule.training_step = training_step
+lm.BatchedClassifierModule.training_step = training_step
 final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0)
 """
+
+
+def kill_when_marked(args, marker: Path, timeout: float, never: str) -> None:
+    """Run `python args...`, SIGKILL it once it writes `marker` (it then waits to be killed)."""
+    proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, never
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
 
 
 def test_kill_and_resume_gives_the_same_result(data, tmp_path):
@@ -265,20 +283,8 @@ def test_kill_and_resume_gives_the_same_result(data, tmp_path):
     killed, marker = tmp_path / "killed", tmp_path / "marker"
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN.format(params=params))
-    proc = subprocess.Popen([sys.executable, str(script), str(dataset), str(split), str(killed),
-                             str(marker)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the training run never reached epoch 2"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_marked([script, dataset, split, killed, marker], marker, 120,
+                     "the training run never reached epoch 2")
     saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["epoch"] == 1  # the last completed epoch
     assert not (killed / "fit.json").exists() and not (killed / "predictions.csv").exists()

@@ -1,4 +1,6 @@
 """The grid's shape from config, and bad configs stopped before any job runs (named key)."""
+from pathlib import Path
+
 import pytest
 
 import yaml
@@ -20,6 +22,7 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("make_split") == 6
     assert count("cv_svm") == 6 * 2
     assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
+    assert count("cv_deep_rung") == 0 and count("promote_rung") == 0  # grid search
     assert count("pretrain") == 6
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
     # reference models: snr_only's 2-depth grid gets CV, majority and template_fit have one point
@@ -27,6 +30,33 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("evaluate") == 6 * 7
     assert count("aggregate") == 1
     assert {o for r, o in jobs if r == "aggregate"} == {"results/tables/fits.csv"}
+
+
+def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_path):
+    # cnn: 6 candidates, max_epochs 3, first rung 1 epoch, eta 2 -> rungs of 1, 2, 3 epochs
+    root = workflow_copy(tmp_path, {
+        "search": {"strategy": "halving", "eta": 2, "first_rung_epochs": 1},
+        "experiment": {"models": ["cnn"], "train_fractions": [0.7]},
+        "types": {"K": {"K1": {"count": 1115, "snr": [60, 65]},
+                        "K3": {"count": 959, "snr": [60, 65]}}},
+        "models": {"cnn": {"grid": {"lr": [1e-3, 3e-3, 1e-2], "hidden_units": [32],
+                                    "dropout": [0.2, 0.5]}}}})
+    config = read_config(root)
+    config["types"] = {"K": config["types"]["K"]}
+    write_config(root, config)
+    jobs = planned_jobs(root)
+    rungs = sorted(o for r, o in jobs if r == "cv_deep_rung")
+    assert [Path(o).name for o in rungs] == ["fold0.rung0.csv", "fold0.rung1.csv",
+                                            "fold1.rung0.csv", "fold1.rung1.csv"]
+    assert sorted(Path(o).name for r, o in jobs if r == "promote_rung") == [
+        "promoted.rung0.json", "promoted.rung1.json"]
+    assert sorted(Path(o).name for r, o in jobs if r == "cv_deep") == ["fold0.csv", "fold1.csv"]
+
+
+def test_cv_epochs_runs_cv_for_every_deep_model(tmp_path):
+    # CV chooses the number of epochs even for a one-candidate grid
+    jobs = planned_jobs(workflow_copy(tmp_path, {"training": {"stopping": "cv_epochs"}}))
+    assert sum(1 for r, _ in jobs if r == "cv_deep") == 6 * 2 * 3
 
 
 def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -32,15 +33,24 @@ from .metrics import compute_metrics, predictions_frame
 from .preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import keep_freed_memory
+from .search import rung_epochs, search_settings
 from .splits import fold_rows
 from .svm import calibrated_svm, candidates, evaluate_grid
 
 if TYPE_CHECKING:
-    from .lightning_modules import ClassifierModule, PretrainModule, SpectraDataModule
+    from .lightning_modules import BatchedClassifierModule, PretrainModule, SpectraDataModule
 
 DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
 MODELS = ("svm",) + DEEP_MODELS + REFERENCE_MODELS
-CV_COLUMNS = ["params", "accuracy", "f1_macro", "n_fit", "n_val", "seconds"]
+# One row per candidate and fold; with training.stopping = cv_epochs one per candidate, fold and
+# epoch (`epoch` = epochs trained), with halving also one per rung (`rung`).
+CV_COLUMNS = ["params", "rung", "epoch", "accuracy", "f1_macro", "val_loss", "n_fit", "n_val",
+              "n_early_stopping", "seconds"]
+# training: settings of how deep models train (config `training:`, schema for the docs).
+TRAINING_DEFAULTS = {"stopping": "holdout", "holdout_fraction": 0.1, "min_epochs": 1,
+                     "precision": "32-true", "cuda_batch_scaling": False, "memory_mb": 2000,
+                     "gpu_memory_fraction": 0.8}
+
 
 
 def _check_model(model: str, pretrained) -> None:
@@ -89,7 +99,7 @@ def _svm_params(params: dict) -> dict:
 
 # --- deep models --------------------------------------------------------------------------
 
-def load_pretrained_encoder(module: ClassifierModule, path, params: dict, n_pixels: int) -> None:
+def load_pretrained_encoder(network, path, params: dict, n_pixels: int) -> None:
     """Copy the pretrained encoder weights into a BertCNN; the architectures must agree."""
     import torch
 
@@ -105,7 +115,7 @@ def load_pretrained_encoder(module: ClassifierModule, path, params: dict, n_pixe
         raise ValueError(f"pretrained encoder {path} does not match the model (saved, wanted): "
                          f"{differ}; a pretrained model's encoder and input settings belong in "
                          "its `fixed` settings, not its grid")
-    module.model.encoder.load_state_dict(saved["encoder"])
+    network.encoder.load_state_dict(saved["encoder"])
 
 
 def check_pretrained_encoder(path, ds: SpectraSet, split: dict, fold) -> None:
@@ -173,67 +183,175 @@ def discard_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:
     write_text(stamp, fingerprint)
 
 
-def train_deep(ds: SpectraSet, split: dict, fold, model: str, params: dict, out_dir, seed: int,
-               pretrained=None, resumable: bool = True) -> dict:
-    """Train one deep model on the fold's fit rows (fold int or 'test'), early-stopped on an
-    inner validation split, and predict the fold's evaluation rows with the best weights.
-    Resumes from out_dir/checkpoints/last.ckpt when the same run wrote it; `resumable=False`
-    says out_dir is fresh and outlives no run, so no fingerprint is computed for it."""
+def training_settings(training: dict | None) -> dict:
+    unknown = set(training or {}) - set(TRAINING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown training settings: {sorted(unknown)}")
+    return {**TRAINING_DEFAULTS, **(training or {})}
+
+
+def device_type() -> str:
+    """'cuda' where torch sees a GPU, else 'cpu' (one place, so tests can fake a GPU)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def used_settings(params: dict, n_fit: int, training: dict, device: str) -> dict:
+    """The batch size, learning rate and precision a run uses: the configured ones, on every
+    device. Only with training.cuda_batch_scaling (an opt-in) does a CUDA run take a larger
+    batch and a sqrt-scaled learning rate (lightning_modules.cuda_batch_size)."""
+    from .lightning_modules import cuda_batch_size, cuda_learning_rate
+
+    batch_size, lr = int(params["batch_size"]), float(params["lr"])
+    scaled = device == "cuda" and bool(training["cuda_batch_scaling"])
+    if scaled:
+        batch_size = cuda_batch_size(batch_size, n_fit)
+        lr = cuda_learning_rate(lr, int(params["batch_size"]), batch_size)
+    return {"batch_size": batch_size, "lr": lr, "precision": training["precision"],
+            "cuda_batch_scaling": scaled}
+
+
+def candidate_seed(seed: int, index: int) -> int:
+    """The seed of candidate `index`'s data order (a final fit is candidate 0)."""
+    from .lightning_modules import epoch_seed
+
+    return epoch_seed(seed, 2**30, index)
+
+
+def network_standardizer(network):
+    return getattr(network, "encoder", network).standardizer
+
+
+def training_rows(ds: SpectraSet, split: dict, fold, training: dict, seed: int):
+    """(train rows, validation rows, predicted rows) of a deep run on `fold` (int or 'test').
+
+    stopping = holdout: early stopping on a stratified, grouped, seeded holdout carved from
+    the fold's fit rows (training.holdout_fraction). stopping = cv_epochs: no holdout; a CV
+    fold is scored on its validation rows after every epoch, and a final fit ('test') trains
+    on every training row for the number of epochs chosen by CV."""
+    from .lightning_modules import inner_validation
+
+    fit_rows, predict_rows = fold_rows(split, fold)
+    if training["stopping"] == "holdout":
+        inner_train, inner_val = inner_validation(ds.label[fit_rows], ds.group[fit_rows],
+                                                  float(training["holdout_fraction"]), seed)
+        return fit_rows[inner_train], fit_rows[inner_val], predict_rows
+    val = predict_rows if fold != "test" else predict_rows[:0]
+    return fit_rows, val, predict_rows
+
+
+def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[dict],
+                data_seeds: list[int], out_dir, seed: int, training: dict, max_epochs: int,
+                pretrained=None, resumable: bool = True) -> dict:
+    """Train the candidates (one shape group) at once with BatchedClassifierModule on the
+    fold's rows (training_rows), then predict the fold's predicted rows with each one's kept
+    weights. Resumes from out_dir/checkpoints/last.ckpt when the same run wrote it;
+    `resumable=False` says out_dir outlives no run, so no fingerprint is computed for it."""
     import pytorch_lightning as pl
     import torch
 
-    from .lightning_modules import (ClassifierModule, SpectraDataModule, cuda_batch_size,
-                                    cuda_learning_rate, make_trainer, training_finished)
+    from .lightning_modules import (BatchedClassifierModule, build_classifier, make_trainer,
+                                    training_finished)
 
     out_dir = Path(out_dir)
+    train_rows, val_rows, predict_rows = training_rows(ds, split, fold, training, seed)
+    device = device_type()
+    used = [used_settings(c, len(train_rows), training, device) for c in candidates]
+    run = [{**c, "batch_size": u["batch_size"], "lr": u["lr"]} for c, u in zip(candidates, used)]
+    flux = torch.from_numpy(np.ascontiguousarray(ds.flux, dtype=np.float32))
+    y = torch.from_numpy(ds.y)
+    networks = []
+    for params in run:
+        torch.manual_seed(seed)  # every candidate starts from the same seeded initialisation
+        network = build_classifier(model, params, ds.flux.shape[1], len(ds.classes))
+        if pretrained is not None:  # the encoder brings the standardiser fitted in pretraining
+            load_pretrained_encoder(network, pretrained, params, ds.flux.shape[1])
+        else:
+            network_standardizer(network).fit(flux[train_rows])
+        networks.append(network)
     pl.seed_everything(seed, workers=True, verbose=False)
-    cuda = torch.cuda.is_available()
-    batch_size, lr = int(params["batch_size"]), float(params["lr"])
-    dm = SpectraDataModule(ds, split, fold, batch_size, seed)
-    if cuda:
-        batch_size = cuda_batch_size(batch_size, len(dm.train_rows))
-        lr = cuda_learning_rate(lr, int(params["batch_size"]), batch_size)
-        dm.batch_size = batch_size
-    used = {**params, "batch_size": batch_size, "lr": lr}
-    module = ClassifierModule(model, used, dm.n_pixels, len(dm.classes), seed)
-    if pretrained is not None:  # the encoder brings the standardiser fitted in pretraining
-        load_pretrained_encoder(module, pretrained, params, dm.n_pixels)
-    else:
-        module.standardizer.fit(dm.train_set.tensors[0])
+    module = BatchedClassifierModule(
+        networks, run, data_seeds, seed, (flux[train_rows], y[train_rows]),
+        (flux[val_rows], y[val_rows]), max_epochs, int(training["min_epochs"]),
+        training["precision"])
     if resumable:
-        discard_stale_checkpoints(out_dir, training_fingerprint(ds, split, fold, model, used,
-                                                                seed, pretrained))
+        discard_stale_checkpoints(out_dir, training_fingerprint(
+            ds, split, fold, model, {"candidates": run, "data_seeds": data_seeds,
+                                     "training": training, "max_epochs": max_epochs},
+            seed, pretrained))
     last = out_dir / "checkpoints" / "last.ckpt"
     resumed_from = None
     if last.exists():
         resumed_from = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"])
         keep_log_before_resume(out_dir / "logs")
-    trainer = make_trainer(out_dir, params["max_epochs"], params["patience"])
-    if last.exists() and training_finished(last, params["max_epochs"]):
-        pass  # killed after training ended: only the prediction is left to do
+    trainer = make_trainer(out_dir, max_epochs, patience=None)
+    if last.exists() and training_finished(last, max_epochs):
+        state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)  # killed after training ended: only predicting is left
     else:
-        trainer.fit(module, datamodule=dm, ckpt_path=last if last.exists() else None)
-    epochs = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
-    best = out_dir / "checkpoints" / "best.ckpt"
-    proba = torch.cat(trainer.predict(module, dataloaders=dm.predict_dataloader(),
-                                      ckpt_path=best)).numpy()
-    return {"proba": proba, "rows": dm.predict_rows, "epochs": epochs,
-            "resumed_from_epoch": resumed_from, "device": device_name(),
-            "training": {"batch_size": batch_size, "lr": lr, "n_fit": len(dm.train_rows),
-                         "n_early_stopping": len(dm.val_rows)}}
+        trainer.fit(module, ckpt_path=last if last.exists() else None)
+    module.to(trainer.strategy.root_device)
+    proba = module.logits(flux[predict_rows].to(module.device), best=True).softmax(-1)
+    return {"proba": proba.cpu().numpy(), "rows": predict_rows, "module": module.cpu(),
+            "networks": networks, "history": {k: v.cpu().numpy() for k, v in
+                                              module.history.state_dict().items()},
+            "epochs": module.state.epochs.cpu().numpy(),
+            "best_epoch": module.state.best_epoch.cpu().numpy(),
+            "resumed_from_epoch": resumed_from, "device": device_name(), "used": used,
+            "n_fit": len(train_rows), "n_early_stopping": len(val_rows)
+            if training["stopping"] == "holdout" else 0}
+
+
+def memory_budget(training: dict) -> int:
+    """Bytes the stacked candidates of one group may take: training.memory_mb on the CPU, a
+    fraction of the free GPU memory on CUDA."""
+    import torch
+
+    if device_type() == "cuda":
+        return int(torch.cuda.mem_get_info()[0] * float(training["gpu_memory_fraction"]))
+    return int(training["memory_mb"]) << 20
+
+
+def stacked_groups(model: str, fulls: list[dict], n_pixels: int, n_classes: int,
+                   training: dict) -> list[list[int]]:
+    """Candidate indices in stacks: one shape group (batched.group_key) split into stacks of
+    as many candidates as the memory budget holds; grid order within and between stacks."""
+    from .batched import bytes_per_candidate, group_key, models_per_group
+    from .lightning_modules import build_classifier
+
+    groups: dict[str, list[int]] = {}
+    for i, full in enumerate(fulls):
+        groups.setdefault(group_key(full), []).append(i)
+    stacks = []
+    for members in groups.values():
+        probe = build_classifier(model, fulls[members[0]], n_pixels, n_classes)
+        m = models_per_group(bytes_per_candidate(probe, int(fulls[members[0]]["batch_size"]),
+                                                 n_pixels), memory_budget(training), len(members))
+        stacks += [members[i:i + m] for i in range(0, len(members), m)]
+    return stacks
 
 
 # --- entry points -------------------------------------------------------------------------
 
 def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_csv,
-            threads: int, seed: int, pretrained=None, workdir=None, templates=None) -> None:
-    """Score every candidate of `grid` (merged over `fixed`) on CV fold `fold`: trained on the
-    fold's fit rows, scored on its validation rows. One CSV row per candidate, grid order.
-    `templates`: the template file of template_fit."""
+            threads: int, seed: int, pretrained=None, workdir=None, templates=None,
+            training=None, search=None, rung: int = 0, promoted=None, previous_csv=None) -> None:
+    """Score the candidates of `grid` (merged over `fixed`) on CV fold `fold`: trained on the
+    fold's fit rows, scored on its validation rows. Grid order. `templates`: the template file
+    of template_fit.
+
+    Deep models train in stacks (stacked_groups) through one BatchedClassifierModule each,
+    checkpointed in `workdir`/rung<r>/stack<s>/, so a killed job resumes: finished stacks
+    are not retrained (only predicted again), the one in progress resumes from its
+    last.ckpt. With halving (`search`), rung `rung` trains the candidates of `promoted`
+    (promote's JSON; all of them at rung 0) for the rung's epoch budget, and the CSV repeats
+    `previous_csv`'s rows (the earlier rungs of this fold) before its own."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     if pretrained is not None:
         check_pretrained_encoder(pretrained, ds, split, int(fold))
+    training, search = training_settings(training), search_settings(search)
     fit, val = fold_rows(split, int(fold))
     y = ds.y
     rows = []
@@ -245,48 +363,141 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
             classes = np.asarray(ds.classes)
             for r in results:
                 frame = pd.DataFrame({"true": classes[y[val]], "pred": classes[r["y_pred"]]})
-                rows.append((r["params"], compute_metrics(frame, ds.classes), r["seconds"]))
+                rows.append(_cv_row(r["params"], compute_metrics(frame, ds.classes), len(fit),
+                                    r["seconds"]))
         elif model in REFERENCE_MODELS:
             for params, full in candidates(grid, fixed):
                 start = time.perf_counter()
                 result = fit_predict(model, ds, fit, val, full, seed, templates)
                 frame = predictions_frame(ds.id[val], y[val], result["proba"], ds.classes,
                                           y_pred=result["y_pred"])
-                rows.append((params, compute_metrics(frame, ds.classes),
-                             time.perf_counter() - start))
+                rows.append(_cv_row(params, compute_metrics(frame, ds.classes), len(fit),
+                                    time.perf_counter() - start))
         else:
             with (contextlib.nullcontext(workdir) if workdir is not None
                   else tempfile.TemporaryDirectory(prefix="stellarspec-cv-")) as work:
-                for i, (params, full) in enumerate(candidates(grid, fixed)):
-                    start = time.perf_counter()
-                    # Only a caller's workdir outlives this call; hashing the spectra for
-                    # every candidate in a temporary one would be wasted work.
-                    result = train_deep(ds, split, int(fold), model, full,
-                                        Path(work) / f"candidate{i:03d}", seed, pretrained,
-                                        resumable=workdir is not None)
-                    frame = predictions_frame(ds.id[val], y[val], result["proba"], ds.classes)
-                    rows.append((params, compute_metrics(frame, ds.classes),
-                                 time.perf_counter() - start))
-    table = pd.DataFrame(
-        [{"params": json.dumps(p, sort_keys=True), "accuracy": m["accuracy"],
-          "f1_macro": m["f1_macro"], "n_fit": len(fit), "n_val": len(val), "seconds": s}
-         for p, m, s in rows], columns=CV_COLUMNS)
+                rows = _cv_deep(ds, split, int(fold), model, fixed, grid, Path(work), seed,
+                                pretrained, training, search, rung, promoted,
+                                resumable=workdir is not None)
+    table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True),
+                           "n_val": len(val)} for r in rows], columns=CV_COLUMNS)
+    if previous_csv is not None:
+        table = pd.concat([pd.read_csv(previous_csv), table], ignore_index=True)
     write_csv(out_csv, table)
 
 
-def select_params(fold_csvs: list, metric: str) -> dict:
-    """The candidate with the best mean `metric` over the folds (ties: first in grid order)."""
+def _cv_row(params: dict, metrics: dict, n_fit: int, seconds: float) -> dict:
+    """The CV CSV row of a candidate scored once (SVM, reference models): no epochs."""
+    return {"params": params, "rung": 0, "epoch": None, "accuracy": metrics["accuracy"],
+            "f1_macro": metrics["f1_macro"], "val_loss": None, "n_fit": n_fit,
+            "n_early_stopping": 0, "seconds": seconds}
+
+
+def _cv_deep(ds, split, fold, model, fixed, grid, work: Path, seed, pretrained, training, search,
+             rung, promoted, resumable) -> list[dict]:
+    grid_points = list(candidates(grid, fixed))
+    keys = [json.dumps(p, sort_keys=True) for p, _ in grid_points]
+    chosen = (range(len(grid_points)) if promoted is None else
+              [keys.index(k) for k in read_json(promoted)["candidates"]])
+    chosen = sorted(chosen)
+    fulls = [grid_points[i][1] for i in chosen]
+    stacks = stacked_groups(model, fulls, ds.flux.shape[1], len(ds.classes), training)
+    by_epoch = training["stopping"] == "cv_epochs"
+    _, val = fold_rows(split, fold)
+    out = {}
+    for number, stack in enumerate(stacks):
+        members = [chosen[i] for i in stack]
+        budget = rung_epochs(int(grid_points[members[0]][1]["max_epochs"]), len(grid_points),
+                             search)[rung]
+        stack_dir = work / f"rung{rung}" / f"stack{number:03d}"
+        # A finished stack's last.ckpt says so: train_group then only predicts.
+        start = time.perf_counter()
+        trained = train_group(ds, split, fold, model, [grid_points[i][1] for i in members],
+                              [candidate_seed(seed, i) for i in members], stack_dir, seed,
+                              training, budget, pretrained, resumable)
+        result = _stack_rows(trained, ds, val, by_epoch,
+                             (time.perf_counter() - start) / len(members))
+        for i, candidate_rows in zip(members, result["rows"]):
+            out[i] = [{**r, "params": grid_points[i][0], "rung": rung} for r in candidate_rows]
+    return [r for i in chosen for r in out[i]]
+
+
+def _stack_rows(trained: dict, ds, val, by_epoch: bool, seconds: float) -> dict:
+    """Each candidate's CSV rows: every epoch's scores on the fold's validation rows
+    (cv_epochs), or the scores of its kept weights (holdout)."""
+    history, rows = trained["history"], []
+    for m in range(len(trained["epochs"])):
+        common = {"n_fit": trained["n_fit"], "n_early_stopping": trained["n_early_stopping"],
+                  "seconds": seconds}
+        if by_epoch:
+            rows.append([{"epoch": e + 1, "accuracy": float(history["val_accuracy"][e, m]),
+                          "f1_macro": float(history["val_f1_macro"][e, m]),
+                          "val_loss": float(history["val_loss"][e, m]), **common}
+                         for e in range(int(trained["epochs"][m]))])
+        else:
+            frame = predictions_frame(ds.id[val], ds.y[val], trained["proba"][m], ds.classes)
+            scores = compute_metrics(frame, ds.classes)
+            best = int(trained["best_epoch"][m])
+            rows.append([{"epoch": best + 1, "accuracy": scores["accuracy"],
+                          "f1_macro": scores["f1_macro"],
+                          "val_loss": float(history["val_loss"][best, m]), **common}])
+    return {"rows": rows}
+
+
+def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | None = None):
+    """[(params JSON, mean `metric` over the folds, epochs)] in grid order, for the rows of
+    `rung` (default: the last rung). by_epoch: the score of a candidate is the best over
+    epochs of the mean over folds at that epoch, among the epochs every fold trained; its
+    epochs is that epoch. Otherwise each fold has one row per candidate."""
     tables = [pd.read_csv(p) for p in fold_csvs]
     if not tables:
         raise ValueError("no fold results given")
-    order = tables[0]["params"].tolist()
     for path, table in zip(fold_csvs, tables):
-        if table["params"].tolist() != order:
-            raise ValueError(f"{path} does not hold the same candidates as {fold_csvs[0]}")
         if metric not in table:
             raise ValueError(f"{path} has no column {metric!r}")
-    mean = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
-    return json.loads(order[int(np.argmax(mean))])  # argmax: first of equal maxima
+    if "rung" in tables[0]:
+        rung = int(tables[0]["rung"].max()) if rung is None else rung
+        tables = [t[t["rung"] == rung] for t in tables]
+    order = list(dict.fromkeys(tables[0]["params"]))
+    for path, table in zip(fold_csvs, tables):
+        if list(dict.fromkeys(table["params"])) != order:
+            raise ValueError(f"{path} does not hold the same candidates as {fold_csvs[0]}")
+    if not by_epoch:
+        for path, table in zip(fold_csvs, tables):
+            if table["params"].duplicated().any():
+                raise ValueError(f"{path} has more than one row per candidate")
+        mean = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
+        return [(p, float(s), None) for p, s in zip(order, mean)]
+    out = []
+    for params in order:
+        curves = [t[t["params"] == params].set_index("epoch")[metric] for t in tables]
+        common = sorted(set.intersection(*(set(c.index) for c in curves)))
+        mean = np.mean([c.loc[common].to_numpy(dtype=float) for c in curves], axis=0)
+        best = int(np.argmax(mean))  # first of equal maxima: the fewest epochs
+        out.append((params, float(mean[best]), int(common[best])))
+    return out
+
+
+def select_params(fold_csvs: list, metric: str, by_epoch: bool = False) -> dict:
+    """The candidate with the best mean `metric` over the folds (ties: first in grid order);
+    by_epoch also sets `epochs`, the number of epochs chosen with it (candidate_scores)."""
+    scores = candidate_scores(fold_csvs, metric, by_epoch)
+    params, _, epochs = scores[int(np.argmax([s for _, s, _ in scores]))]
+    return json.loads(params) | ({"epochs": epochs} if by_epoch else {})
+
+
+def promote(fold_csvs: list, metric: str, rung: int, eta: int, out_json,
+            by_epoch: bool = False) -> list[str]:
+    """Successive halving: the top ceil(n / eta) candidates of `rung` by mean `metric` over
+    every fold's CSV (ties: grid order), written to out_json for the next rung's jobs."""
+    scores = candidate_scores(fold_csvs, metric, by_epoch, rung)
+    n_keep = math.ceil(len(scores) / int(eta))
+    ranked = sorted(range(len(scores)), key=lambda i: -scores[i][1])  # stable: grid order
+    keep = sorted(ranked[:n_keep])
+    write_json(out_json, {"rung": int(rung), "eta": int(eta), "metric": metric,
+                          "candidates": [scores[i][0] for i in keep],
+                          "scores": {p: s for p, s, _ in scores}})
+    return [scores[i][0] for i in keep]
 
 
 def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads: int, seed: int,
@@ -384,15 +595,18 @@ def _heldout_losses(module, dm) -> tuple[float, float]:
 
 
 def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, seed: int,
-              pretrained=None, templates=None) -> None:
-    """Train on all train rows, predict the test rows once; write predictions.csv, fit.json
-    (what was trained, how long) and, for deep models, checkpoints/{best,last}.ckpt and
-    train_log.csv; template_fit (whose template file is `templates`) also writes
-    template_fit.csv (stellarspec.reference)."""
+              pretrained=None, templates=None, training=None) -> None:
+    """Train on the train rows, predict the test rows once; write predictions.csv, fit.json
+    (what was trained, on how many rows, how long) and, for deep models,
+    checkpoints/{best,last}.ckpt and train_log.csv. Deep models: with training.stopping =
+    holdout, early stopping on a holdout of the train rows; with cv_epochs, params['epochs']
+    (chosen by CV) epochs on every train row. template_fit (whose template file is
+    `templates`) also writes template_fit.csv (stellarspec.reference)."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     if pretrained is not None:
         check_pretrained_encoder(pretrained, ds, split, "test")
+    training = training_settings(training)
     out_dir = Path(out_dir)
     train, test = fold_rows(split, "test")
     y = ds.y
@@ -415,14 +629,29 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
             if "table" in result:
                 write_csv(out_dir / "template_fit.csv", result["table"])
         else:
-            result = train_deep(ds, split, "test", model, params, out_dir, seed, pretrained)
+            result = _final_deep(ds, split, model, params, out_dir, seed, pretrained, training)
             assert np.array_equal(result["rows"], test)
-            proba, y_pred = result["proba"], None
-            info = {k: result[k] for k in ("epochs", "resumed_from_epoch", "device", "training")}
+            proba, y_pred = result["proba"][0], None
+            used = result["used"][0]
+            info = {"epochs": int(result["epochs"][0]),
+                    "best_epoch": int(result["best_epoch"][0]) + 1,
+                    "resumed_from_epoch": result["resumed_from_epoch"],
+                    "device": result["device"],
+                    "n_fit": result["n_fit"], "n_early_stopping": result["n_early_stopping"],
+                    "stopping": {k: training[k] for k in ("stopping", "holdout_fraction",
+                                                          "min_epochs")},
+                    "precision": used["precision"],
+                    "cuda_batch_scaling": used["cuda_batch_scaling"],
+                    "training": {"batch_size": used["batch_size"], "lr": used["lr"],
+                                 "n_fit": result["n_fit"],
+                                 "n_early_stopping": result["n_early_stopping"]}}
     frame = predictions_frame(ds.id[test], y[test], proba, ds.classes, y_pred=y_pred)
     write_csv(out_dir / "predictions.csv", frame)
     if model in DEEP_MODELS:
-        write_csv(out_dir / "train_log.csv", epoch_log(out_dir / "logs"))
+        history = pd.DataFrame({k: v[:, 0] for k, v in result["history"].items()})
+        history.insert(0, "epoch", np.arange(len(history)))
+        write_csv(out_dir / "train_log.csv", history.iloc[:info["epochs"]].rename(
+            columns={"val_accuracy": "val_acc"}).dropna(axis=1, how="all"))
     # The scores come later, from predictions.csv (evaluate_fit), so that a change in how they
     # are computed never retrains a model.
     write_json(out_dir / "fit.json", {
@@ -442,11 +671,38 @@ def evaluate_fit(fit_dir) -> dict:
     return {"fit": info, "metrics": compute_metrics(predictions, info["classes"])}
 
 
-def load_classifier(fit_dir):
-    """The best-checkpoint network (an nn.Module in eval mode, on CPU) of a deep final fit."""
-    from .lightning_modules import ClassifierModule
+def _final_deep(ds, split, model, params, out_dir, seed, pretrained, training) -> dict:
+    """The final deep fit: train_group with one candidate; its kept weights are saved to
+    checkpoints/best.ckpt for load_classifier."""
+    import torch
 
-    fit_dir = Path(fit_dir)
-    module = ClassifierModule.load_from_checkpoint(fit_dir / "checkpoints" / "best.ckpt",
-                                                   map_location="cpu", weights_only=False)
-    return module.eval()
+    if training["stopping"] == "cv_epochs":
+        if "epochs" not in params:
+            raise ValueError("training.stopping = cv_epochs needs the number of epochs chosen "
+                             "by CV (params['epochs'], from select_params)")
+        max_epochs = int(params["epochs"])
+    else:
+        max_epochs = int(params["max_epochs"])
+    result = train_group(ds, split, "test", model, [params], [candidate_seed(seed, 0)], out_dir,
+                         seed, training, max_epochs, pretrained)
+    network = result["module"].stacked.unstack(result["module"].params(best=True),
+                                               result["module"].buffers_(), 0,
+                                               result["networks"][0])
+    with atomic_path(Path(out_dir) / "checkpoints" / "best.ckpt") as tmp:
+        torch.save({"model": model, "params": params, "n_pixels": ds.flux.shape[1],
+                    "n_classes": len(ds.classes), "state_dict": network.state_dict()}, tmp)
+    return result
+
+
+def load_classifier(fit_dir):
+    """The kept network (an nn.Module in eval mode, on CPU) of a deep final fit."""
+    import torch
+
+    from .lightning_modules import build_classifier
+
+    saved = torch.load(Path(fit_dir) / "checkpoints" / "best.ckpt", map_location="cpu",
+                       weights_only=False)
+    network = build_classifier(saved["model"], saved["params"], saved["n_pixels"],
+                               saved["n_classes"])
+    network.load_state_dict(saved["state_dict"])
+    return network.eval()

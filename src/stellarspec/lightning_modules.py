@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from lightning_fabric.plugins.environments import LightningEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -27,6 +26,9 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json
+from .batched import (Stacked, StackedAdam, candidate_orders, confusion_matrices,
+                      cross_entropy_per_model, patience_ran_out, state_name)
+from .metrics import scores_from_confusion
 from .models import BertCNN, BertEncoder, MaskedPatchModel, SpectrumCNN, encoder_size
 from .splits import cv_folds, fold_rows
 
@@ -35,7 +37,7 @@ ENCODER_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "pat
                 "use_cls", "d_ff", "encoder_dropout", "input")
 BERT_KEYS = ENCODER_KEYS + ("head_channels", "head_kernel_size", "head_pool", "hidden_units",
                             "dropout")
-TRAINING_KEYS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay")
+TRAINING_KEYS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay", "epochs")
 MODEL_KEYS = {"cnn": CNN_KEYS, "bert_cnn": BERT_KEYS, "bert_cnn_pretrained": BERT_KEYS}
 
 
@@ -45,7 +47,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*exists and is not empty.*",
                     ".*is smaller than the logging interval.*",
-                    ".*The `srun` command is available.*", ".*LeafSpec.*"):
+                    ".*The `srun` command is available.*", ".*LeafSpec.*",
+                    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -230,46 +233,153 @@ def encoder_config(params: dict, n_pixels: int) -> dict:
     return BertEncoder(n_pixels, **arch).config
 
 
-class ClassifierModule(pl.LightningModule):
-    """Cross-entropy training of SpectrumCNN ('cnn') or BertCNN ('bert_cnn*') with Adam."""
+class BatchedClassifierModule(pl.LightningModule):
+    """Cross-entropy training of M candidates of one shape at once (batched.Stacked), with
+    manual optimisation: a vectorised Adam with each candidate's lr and weight decay, each
+    candidate's own data order, and early stopping by mask on the validation loss (a frozen
+    candidate keeps its best epoch's weights). M = 1 is an ordinary single fit.
 
-    def __init__(self, model: str, params: dict, n_pixels: int, n_classes: int, seed: int = 0):
+    Everything a resume needs (stacked weights, best weights, early-stopping state, the
+    per-epoch history) is a parameter or persistent buffer, and the Adam moments are
+    batched.StackedAdam's state, so Lightning's last.ckpt restores it all; the data are
+    non-persistent buffers, on the device once per job.
+    The epoch's bookkeeping runs after its last batch, before Lightning saves last.ckpt.
+    """
+
+    def __init__(self, models: list, candidates: list[dict], data_seeds: list[int], seed: int,
+                 train: tuple, val: tuple | None, max_epochs: int, min_epochs: int,
+                 precision: str = "32-true"):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build_classifier(model, params, n_pixels, n_classes)
-        self.lr, self.seed = float(params["lr"]), int(seed)
-        self.weight_decay = float(params.get("weight_decay", 0.0))
+        self.automatic_optimization = False
+        self.stacked = Stacked(models)
+        self.n_models, self.seed, self.data_seeds = len(models), int(seed), list(data_seeds)
+        self.batch_size = int(candidates[0]["batch_size"])
+        self.min_epochs, self.precision_name = int(min_epochs), precision
+        self.weights = torch.nn.ParameterDict(
+            {state_name(k): torch.nn.Parameter(v.detach()) for k, v in self.stacked.params.items()})
+        self.model_buffers = _buffers({k: v for k, v in self.stacked.buffers.items()})
+        self.best = _buffers({k: v.detach().clone() for k, v in self.stacked.params.items()})
+        M, E = self.n_models, int(max_epochs)
+        per = {"lr": [float(c["lr"]) for c in candidates],
+               "weight_decay": [float(c.get("weight_decay", 0.0)) for c in candidates],
+               "patience": [float(c.get("patience", E)) for c in candidates]}
+        self.state = _buffers({
+            **{k: torch.tensor(v) for k, v in per.items()},
+            "active": torch.ones(M, dtype=torch.bool),
+            "best_loss": torch.full((M,), float("inf")), "wait": torch.zeros(M),
+            "best_epoch": torch.full((M,), -1, dtype=torch.int64),
+            "epochs": torch.zeros(M, dtype=torch.int64)})
+        self.history = _buffers({k: torch.full((E, M), float("nan")) for k in
+                                 ("train_loss", "val_loss", "val_accuracy", "val_f1_macro")})
+        self.register_buffer("train_x", train[0], persistent=False)
+        self.register_buffer("train_y", train[1], persistent=False)
+        val = val if val is not None and len(val[1]) else None
+        self.has_val = val is not None
+        if val is not None:
+            self.register_buffer("val_x", val[0], persistent=False)
+            self.register_buffer("val_y", val[1], persistent=False)
+        self.param_names, self.buffer_names = list(self.stacked.params), list(self.stacked.buffers)
+        del self.stacked.params, self.stacked.buffers  # copied above
 
-    def forward(self, flux):
-        return self.model(flux)
+    # --- the stacked tensors -------------------------------------------------------------
 
-    @property
-    def standardizer(self):
-        return getattr(self.model, "encoder", self.model).standardizer
+    def params(self, best: bool = False) -> dict:
+        if best:
+            return {k: getattr(self.best, state_name(k)) for k in self.param_names}
+        return {k: self.weights[state_name(k)] for k in self.param_names}
 
-    def on_train_batch_start(self, batch, batch_idx):
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # dropout
+    def buffers_(self) -> dict:
+        return {k: getattr(self.model_buffers, state_name(k)) for k in self.buffer_names}
 
-    def _step(self, batch, stage: str):
-        flux, y = batch
-        logits = self.model(flux)
-        loss = F.cross_entropy(logits.float(), y)
-        acc = (logits.argmax(1) == y).float().mean()
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, batch_size=len(y))
-        return loss
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.precision_name == "bf16-mixed")
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+    def logits(self, flux: torch.Tensor, best: bool = False, chunk: int = 512) -> torch.Tensor:
+        """Eval-mode logits (M, N, C) of the current (or best) weights for flux (N, L)."""
+        out = []
+        with torch.no_grad(), self.autocast():
+            for start in range(0, len(flux), chunk):
+                x = flux[start:start + chunk].expand(self.n_models, -1, -1)
+                out.append(self.stacked.forward(self.params(best), self.buffers_(), x,
+                                                training=False).float())
+        return torch.cat(out, dim=1)
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+    # --- Lightning hooks -------------------------------------------------------------------
 
-    def predict_step(self, batch, batch_idx):
-        return self.model(batch[0]).float().softmax(dim=1)
+    def train_dataloader(self):
+        n_steps = math.ceil(len(self.train_y) / self.batch_size)
+        return DataLoader(range(n_steps), batch_size=None)
 
     def configure_optimizers(self):
-        return adam(self.parameters(), self.lr, self.weight_decay)
+        return StackedAdam([self.weights[state_name(k)] for k in self.param_names],
+                           self.state.lr, self.state.weight_decay, self.state.active)
+
+    def on_train_epoch_start(self):
+        self.order = candidate_orders(self.data_seeds, self.current_epoch,
+                                      len(self.train_y)).to(self.device)
+        self.epoch_loss = torch.zeros(self.n_models, device=self.device)
+
+    def training_step(self, step, batch_idx):
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # dropout
+        rows = self.order[:, batch_idx * self.batch_size:(batch_idx + 1) * self.batch_size]
+        with self.autocast():
+            logits = self.stacked.forward(self.params(), self.buffers_(), self.train_x[rows],
+                                          training=True)  # (M, b, C)
+        loss = cross_entropy_per_model(logits, self.train_y[rows])  # (M,)
+        optimizer = self.optimizers()
+        self.manual_backward(loss.sum())  # each candidate's gradient is its own loss's
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.epoch_loss += loss.detach() * rows.shape[1]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if batch_idx == len(self.trainer.train_dataloader) - 1:
+            self.end_epoch(self.current_epoch)
+
+    @torch.no_grad()
+    def end_epoch(self, epoch: int) -> None:
+        """Record the epoch, move early stopping on, keep each candidate's best weights."""
+        state, active = self.state, self.state.active.clone()
+        nan = torch.tensor(float("nan"), device=self.device)  # frozen candidates: not recorded
+        self.history.train_loss[epoch] = torch.where(active, self.epoch_loss / len(self.train_y),
+                                                     nan)
+        if self.has_val:
+            logits = self.logits(self.val_x)  # (M, N, C)
+            val_loss = cross_entropy_per_model(logits, self.val_y)
+            scores = scores_from_confusion(confusion_matrices(
+                logits.argmax(-1), self.val_y, logits.shape[-1]).cpu().numpy())
+            for name, value in (("val_loss", val_loss), ("val_accuracy", scores["accuracy"]),
+                                ("val_f1_macro", scores["f1_macro"])):
+                value = torch.as_tensor(value, device=self.device).float()
+                getattr(self.history, name)[epoch] = torch.where(active, value, nan)
+            improved = active & (val_loss < state.best_loss)
+            state.best_loss.copy_(torch.where(improved, val_loss, state.best_loss))
+            state.wait.copy_(torch.where(improved, 0, state.wait + active.float()))
+        else:  # no holdout: the last epoch's weights are the ones kept
+            improved = active
+        state.best_epoch.copy_(torch.where(improved, epoch, state.best_epoch))
+        state.epochs.copy_(torch.where(active, epoch + 1, state.epochs))
+        for k, p in self.params().items():
+            best = getattr(self.best, state_name(k))
+            best.copy_(torch.where(improved.view((-1,) + (1,) * (p.dim() - 1)), p, best))
+        if self.has_val:
+            state.active.copy_(active & ~patience_ran_out(state.wait, state.patience, epoch,
+                                                          self.min_epochs))
+        self.log("n_active", state.active.float().sum(), on_step=False, on_epoch=True,
+                 batch_size=1)
+        self.log("train_loss", self.history.train_loss[epoch].nanmean(), on_step=False,
+                 on_epoch=True, batch_size=1)
+        if not state.active.any():
+            self.trainer.should_stop = True
+
+
+def _buffers(tensors: dict) -> torch.nn.Module:
+    """A module that holds `tensors` as persistent buffers (path dots made underscores)."""
+    holder = torch.nn.Module()
+    for name, tensor in tensors.items():
+        holder.register_buffer(state_name(name), tensor.detach().clone())
+    return holder
 
 
 class PretrainModule(pl.LightningModule):
@@ -321,10 +431,13 @@ def cuda_learning_rate(lr: float, batch_size: int, used_batch_size: int) -> floa
     return float(lr * math.sqrt(used_batch_size / batch_size))
 
 
-def make_trainer(out_dir, max_epochs: int, patience: int, log: bool = True) -> pl.Trainer:
+def make_trainer(out_dir, max_epochs: int, patience: int | None, log: bool = True,
+                 precision: str = "32-true") -> pl.Trainer:
     """A Trainer for one job: EarlyStopping on val_loss, out_dir/checkpoints/{best,last}.ckpt,
-    CSV log in out_dir/logs/metrics.csv (fixed path, no version folders), bf16-mixed and no
-    determinism flags on CUDA, deterministic float32 on CPU."""
+    CSV log in out_dir/logs/metrics.csv (fixed path, no version folders), the configured
+    precision (never chosen by the device), no determinism flags on CUDA, deterministic on
+    CPU. patience=None: no EarlyStopping and no best.ckpt (BatchedClassifierModule stops
+    and keeps the best weights itself)."""
     quiet_lightning()
     out_dir = Path(out_dir)
     cuda = torch.cuda.is_available()
@@ -334,14 +447,16 @@ def make_trainer(out_dir, max_epochs: int, patience: int, log: bool = True) -> p
     # A second callback writes last.ckpt after every epoch (save_last on `best` would only
     # write it on epochs that improved).
     last = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last", monitor=None,
-                           save_top_k=1, enable_version_counter=False)
+                           save_top_k=1, enable_version_counter=False,
+                           save_on_train_epoch_end=True if patience is None else None)
     logger = (CSVLogger(save_dir=out_dir, name="logs", version="", flush_logs_every_n_steps=1)
               if log else False)
+    callbacks = [last] if patience is None else [
+        EarlyStopping(monitor="val_loss", mode="min", patience=int(patience)), best, last]
     return pl.Trainer(
-        accelerator="auto", devices=1, precision="bf16-mixed" if cuda else "32-true",
+        accelerator="auto", devices=1, precision=precision,
         deterministic=not cuda, max_epochs=int(max_epochs), num_sanity_val_steps=0,
-        callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=int(patience)),
-                   best, last],
+        callbacks=callbacks,
         logger=logger, log_every_n_steps=1, enable_progress_bar=interactive,
         enable_model_summary=interactive, default_root_dir=out_dir,
         # A plain single-process environment: under Slurm, Lightning would otherwise take over
@@ -354,6 +469,9 @@ def training_finished(checkpoint_path, max_epochs: int) -> bool:
     max_epochs), so that resuming it must not train another epoch."""
     ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     if ckpt["epoch"] + 1 >= max_epochs:
+        return True
+    active = ckpt.get("state_dict", {}).get("state.active")  # BatchedClassifierModule
+    if active is not None and not active.any():
         return True
     for key, state in ckpt.get("callbacks", {}).items():
         if key.startswith("EarlyStopping") and state["wait_count"] >= state["patience"]:

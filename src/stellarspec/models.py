@@ -69,6 +69,11 @@ def pooled_length(length: int, n_blocks: int, pool: int) -> int:
     return length
 
 
+def stacked(x: torch.Tensor) -> bool:
+    """Whether x is one model's slice of stacked candidates under torch.func.vmap."""
+    return torch._C._functorch.is_batchedtensor(x)
+
+
 class Dropout(nn.Dropout):
     """nn.Dropout with a cheaper random mask on the CPU.
 
@@ -76,10 +81,18 @@ class Dropout(nn.Dropout):
     a quarter of a BERT-CNN training step here. This splits 64-bit draws into four 16-bit
     uniforms, several times faster (benchmarks/bench_kernels.py): the same keep-or-zero mask
     and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999).
-    Elsewhere it is nn.Dropout.
+    Elsewhere it is nn.Dropout. The rate is also a buffer (`rate`, not saved in state
+    dicts): candidates stacked by torch.func (batched.py) each bring their own, so under vmap
+    the mask uses that per-model tensor instead of the float `p`.
     """
 
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__(p, inplace)
+        self.register_buffer("rate", torch.tensor(float(p)), persistent=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and stacked(self.rate):
+            return stacked_dropout(x, self.rate)
         if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
             return super().forward(x)
         n_dropped = round(self.p * 65536)  # of the 65536 values of a 16-bit uniform
@@ -87,6 +100,17 @@ class Dropout(nn.Dropout):
         uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
         keep = uniform >= n_dropped - 32768
         return x * keep.to(x.dtype).mul_(65536 / (65536 - n_dropped))
+
+
+def stacked_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Dropout at a per-model rate under vmap (vmap's randomness='different': each model
+    draws its own mask), from 16-bit uniforms as in Dropout."""
+    n_dropped = torch.round(rate.clamp(0, 1) * 65536)
+    bits = torch.randint(-2**63, 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64,
+                         device=x.device)
+    uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
+    keep = uniform >= n_dropped - 32768
+    return x * keep.to(x.dtype) * torch.where(n_dropped < 65536, 65536 / (65536 - n_dropped), 0)
 
 
 class ConvBlocks(nn.Module):
@@ -112,7 +136,9 @@ class ConvBlocks(nn.Module):
         # convolution and max-pool kernels vectorise over channels. On (B, C, L) with
         # nn.Conv1d/MaxPool1d a CNN training step took over twice as long, a third of it in
         # max-pool's index bookkeeping (benchmarks/README.md, B3).
-        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C_in, 1, L)
+        x = x.unsqueeze(2)  # (B, C_in, 1, L)
+        if not stacked(x):  # vmap (stacked candidates, batched.py) cannot query memory formats
+            x = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
             x = F.relu(F.max_pool2d(conv(x), (1, self.pool)))  # (B, C, 1, L // pool)
         return x.squeeze(2)  # (B, C, L')

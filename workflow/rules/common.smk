@@ -109,9 +109,9 @@ def src(*modules):
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
                "lamost_fits", "readers", "progress", "template_fit")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference", "search")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit", "preprocess", "reference")
+               "fit", "preprocess", "reference", "search", "batched")
 SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 
@@ -133,9 +133,15 @@ def grid_candidates(model):
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def by_epoch(model):
+    """Deep models under training.stopping = cv_epochs: CV also chooses the number of epochs."""
+    return model != "svm" and config["training"]["stopping"] == "cv_epochs"
+
+
 def needs_cv(model):
-    """One candidate leaves nothing to choose, so its CV fold jobs are skipped."""
-    return len(grid_candidates(model)) > 1
+    """One candidate leaves nothing to choose, so its CV fold jobs are skipped (unless CV
+    chooses the number of epochs)."""
+    return len(grid_candidates(model)) > 1 or by_epoch(model)
 
 
 def cv_inputs(wildcards):
@@ -148,6 +154,34 @@ def template_file(wildcards):
     """template_fit's template file (models.template_fit.template_file); nothing for others."""
     if model_family(wildcards.model) == "template_fit":
         return config["models"][wildcards.model]["template_file"]
+    return []
+
+
+def cv_rungs(model):
+    """The epoch budget of each CV rung of a deep model (one rung unless search is halving)."""
+    from stellarspec.search import rung_epochs
+
+    settings = model_settings(model)
+    max_epochs = settings.get("fixed", {}).get("max_epochs") or max(settings["grid"]["max_epochs"])
+    return rung_epochs(max_epochs, len(grid_candidates(model)), config["search"])
+
+
+def rung_of(wildcards):
+    """The rung a cv_deep job trains: its {rung} wildcard, else the last rung."""
+    return int(wildcards.get("rung", len(cv_rungs(wildcards.model)) - 1))
+
+
+def halving_inputs(wildcards):
+    """A rung after the first reads the previous rung's promoted candidates and fold CSV."""
+    rung = rung_of(wildcards)
+    if rung == 0:
+        return {}
+    run = RUN.format(**wildcards)
+    return {"promoted": f"{run}/cv/{wildcards.model}/promoted.rung{rung - 1}.json",
+            "previous": f"{run}/cv/{wildcards.model}/fold{wildcards.fold}.rung{rung - 1}.csv"}
+
+
+
     return []
 
 

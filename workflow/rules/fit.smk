@@ -71,6 +71,7 @@ rule fit_deep:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
     params:
         family=lambda wildcards: model_family(wildcards.model),
+        training=config["training"],
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],

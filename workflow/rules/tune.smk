@@ -80,10 +80,11 @@ rule pretrain:
         "../scripts/pretrain.py"
 
 
-# Train and score every deep-model candidate on one CV fold.
+# Train and score every deep-model candidate on one CV fold (halving: the last rung's).
 rule cv_deep:
     input:
         SRC_DEEP,
+        unpack(halving_inputs),
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
         pretrained=pretrained_encoder,
@@ -95,6 +96,11 @@ rule cv_deep:
         model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
+        training=config["training"],
+        search=config["search"],
+        rung=rung_of,
+        # checkpoints of the job's candidate stacks, kept so that a killed job resumes
+        workdir=lambda wildcards, output: output[0] + ".work",
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],
@@ -106,10 +112,69 @@ rule cv_deep:
         "../scripts/cv_fold.py"
 
 
+# Halving: train and score one rung's candidates on one CV fold (every rung but the last).
+rule cv_deep_rung:
+    input:
+        SRC_DEEP,
+        unpack(halving_inputs),
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        pretrained=pretrained_encoder,
+    output:
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.rung{rung}.csv",
+    log:
+        "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}_rung{rung}.log",
+    wildcard_constraints:
+        model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+        rung="[0-9]+",
+    params:
+        settings=lambda wildcards: model_settings(wildcards.model),
+        training=config["training"],
+        search=config["search"],
+        rung=rung_of,
+        workdir=lambda wildcards, output: output[0] + ".work",
+    threads: config["resources"]["threads_deep"]
+    resources:
+        gpu=config["resources"]["gpu"],
+        mem_mb=config["resources"]["mem_mb_deep"],
+        runtime=config["resources"]["runtime_deep"],
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/cv_fold.py"
+
+
+# Halving: keep the top 1/eta of a rung's candidates by mean score over every fold.
+rule promote_rung:
+    input:
+        src("fit", "search"),
+        folds=lambda wildcards: expand(
+            f"{RUN}/cv/{{model}}/fold{{fold}}.rung{{rung}}.csv", **wildcards, fold=range(K)),
+    output:
+        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/promoted.rung{rung}.json",
+    log:
+        "results/{source}/logs/promote_rung/{type}_frac{frac}_seed{seed}_{model}_rung{rung}.log",
+    wildcard_constraints:
+        rung="[0-9]+",
+    params:
+        metric=config["experiment"]["cv_metric"],
+        eta=config["search"]["eta"],
+        by_epoch=lambda wildcards: by_epoch(wildcards.model),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/promote.py"
+
+
 # Pick the candidate with the best mean CV score (or the only one when the grid has one).
 rule select_params:
     input:
-        src("fit"),
+        src("fit", "search"),
         folds=cv_inputs,
     output:
         "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
@@ -118,6 +183,7 @@ rule select_params:
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         metric=config["experiment"]["cv_metric"],
+        by_epoch=lambda wildcards: by_epoch(wildcards.model),
     localrule: True
     threads: 1
     resources:

@@ -11,4 +11,5 @@ with device_slot(snakemake):
     final_fit(snakemake.input.data, snakemake.input.split, snakemake.params.family, params,
               Path(snakemake.output.predictions).parent, threads=snakemake.threads,
               seed=int(snakemake.wildcards.seed), pretrained=snakemake.input.get("pretrained") or None,
-              templates=snakemake.input.get("templates") or None)
+              templates=snakemake.input.get("templates") or None,
+              training=snakemake.params.get("training"))

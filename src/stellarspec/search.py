@@ -1,0 +1,32 @@
+"""How CV spends its training (config `search:`): the rungs of successive halving.
+
+No heavy imports: the workflow's rules read the number of rungs from here when they build the
+DAG.
+"""
+from __future__ import annotations
+
+import math
+
+SEARCH_DEFAULTS = {"strategy": "grid", "eta": 3, "first_rung_epochs": 5}
+
+
+def search_settings(search: dict | None) -> dict:
+    unknown = set(search or {}) - set(SEARCH_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown search settings: {sorted(unknown)}")
+    return {**SEARCH_DEFAULTS, **(search or {})}
+
+
+def rung_epochs(max_epochs: int, n_candidates: int, search: dict) -> list[int]:
+    """The epoch budget of each rung: [max_epochs] for grid; for halving first_rung_epochs,
+    first_rung_epochs * eta, ... while below max_epochs and more than one candidate is left, then
+    max_epochs. Rung i trains ceil(n / eta**i) candidates, each from scratch."""
+    search = search_settings(search)
+    if search["strategy"] == "grid":
+        return [int(max_epochs)]
+    eta, budget = int(search["eta"]), int(search["first_rung_epochs"])
+    n, rungs = n_candidates, []
+    while budget < max_epochs and n > 1:
+        rungs.append(budget)
+        budget, n = budget * eta, math.ceil(n / eta)
+    return rungs + [int(max_epochs)]
