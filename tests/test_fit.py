@@ -166,7 +166,8 @@ def test_deep_models_see_their_input_setting(data, tmp_path):
             out = tmp_path / f"{model}_{input}"
             fit.final_fit(dataset, split, model, {**TRAINING, **arch, "max_epochs": 1,
                                                   "input": input}, out, threads=1, seed=0)
-            standardizer = fit.load_classifier(out).standardizer
+            network = fit.load_classifier(out)
+            standardizer = getattr(network, "encoder", network).standardizer
             assert standardizer.input == input
             if input == "minmax":
                 assert not standardizer.mean.any() and (standardizer.scale == 1).all()

@@ -32,12 +32,15 @@ def workflow_copy(dest: Path, config_overrides: dict | None = None) -> Path:
     return dest
 
 
-def absolute_shared_paths(config: dict) -> dict:
-    """The config's ../shared paths (relative to the repo's root) made absolute, for a copy that
-    lives elsewhere."""
-    template_fit = config.get("models", {}).get("template_fit", {})
-    if template_fit.get("template_file", "").startswith("../shared/"):
-        template_fit["template_file"] = str(SHARED / template_fit["template_file"][len("../shared/"):])
+def absolute_shared_paths(config):
+    """The config's ../shared paths (relative to the repo's root: template files, spectrum
+    libraries) made absolute, for a copy that lives elsewhere."""
+    if isinstance(config, dict):
+        return {k: absolute_shared_paths(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [absolute_shared_paths(v) for v in config]
+    if isinstance(config, str) and config.startswith("../shared/"):
+        return str(SHARED / config[len("../shared/"):])
     return config
 
 

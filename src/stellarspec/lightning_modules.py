@@ -350,7 +350,7 @@ class BatchedClassifierModule(pl.LightningModule):
             scores = scores_from_confusion(confusion_matrices(
                 logits.argmax(-1), self.val_y, logits.shape[-1]).cpu().numpy())
             for name, value in (("val_loss", val_loss), ("val_accuracy", scores["accuracy"]),
-                                ("val_f1_macro", scores["f1_macro"])):
+                                ("val_f1_macro", scores["f1_macro_mean"])):
                 value = torch.as_tensor(value, device=self.device).float()
                 getattr(self.history, name)[epoch] = torch.where(active, value, nan)
             improved = active & (val_loss < state.best_loss)
