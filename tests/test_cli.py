@@ -21,7 +21,7 @@ from stellarspec.io import read_json, write_json
 from stellarspec.splits import make_split
 
 from conftest import REPO
-from workflow_helpers import deep_update
+from workflow_helpers import absolute_shared_paths, deep_update
 
 SUBCOMMANDS = ("export", "predict", "inspect")
 
@@ -47,6 +47,7 @@ def tiny_fit(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     deep_update(cfg, yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text()))
+    cfg = absolute_shared_paths(cfg)
     type_dir = root / "results" / "simulated" / "G"
     ds = sources.write_dataset(cfg, "G", type_dir / "dataset.npz", type_dir / "rejects.csv")
     run = type_dir / "frac0.5_seed0"
