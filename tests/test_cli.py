@@ -104,9 +104,16 @@ def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_pat
                                    "good_fraction"] + classify.FLAG_COLUMNS)
     mine = ours[ours["file"] == str(table)].set_index("id").loc[theirs["id"]]
     assert mine["pred"].tolist() == theirs["pred"].tolist()
-    for c in ("G0", "G2", "G5"):  # same network, same float32 input: the same numbers
-        np.testing.assert_array_equal(mine[f"p_{c}"], theirs[f"p_{c}"])
-    assert not mine[classify.FLAG_COLUMNS].to_numpy().any()
+    # Same network, same float32 input. The fit predicted through the batched (stacked) model,
+    # predict through the plain one: batching changes float32 rounding by an ulp or so.
+    for c in ("G0", "G2", "G5"):
+        np.testing.assert_allclose(mine[f"p_{c}"], theirs[f"p_{c}"], rtol=0, atol=1e-6)
+    # Test-part spectra are in the model's type and coverage; a few may lie outside the S/N
+    # range of the training part, and exactly those are flagged.
+    assert not mine[["other_type", "low_coverage"]].to_numpy().any()
+    train_snr = ds.snr[np.asarray(read_json(tiny_fit.parents[1] / "split.json")["train"])]
+    outside = (mine["snr"] < train_snr.min()) | (mine["snr"] > train_snr.max())
+    assert mine["snr_outside"].tolist() == outside.tolist()
     lamost = ours[ours["file"].str.contains("lamost")]
     assert len(lamost) == 14
     assert lamost["other_type"].all()  # no LAMOST file is G0/G2/G5, and 2 are not stars

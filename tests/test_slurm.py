@@ -294,23 +294,27 @@ def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
     for sub in subs:
         asks_gpu = "TresPerJob=gres:gpu:1" in show_job(sub.slurm_id)
         assert asks_gpu == (sub.name.removeprefix("rule_") in GPU_RULES), sub
-    fit_deep_ids = {sub.slurm_id for sub in subs if sub.name == "rule_fit_deep"}
+    rule_of_job = {sub.slurm_id: sub.name.removeprefix("rule_") for sub in subs}
     fits = sorted(on_slurm.glob("results/*/*/frac*_seed*/fit/*/fit.json"))
     assert fits
+    ran = set()
     for path in fits:
         record = json.loads(path.read_text())
         # final_fit records SLURM_JOB_ID, SLURM_STEP_GPUS and CUDA_VISIBLE_DEVICES as it ran.
         assert "environment" in record, f"{path} does not say where the fit ran"
         environment = record["environment"]
-        if path.parent.name == "svm":  # no GPU from Slurm, and the job hides any GPU
+        rule = rule_of_job.get(environment["SLURM_JOB_ID"])
+        assert rule in {"fit_svm", "fit_reference", "fit_deep"}, (path, environment)
+        ran.add(rule)
+        if rule != "fit_deep":  # SVM and reference rows: no GPU from Slurm, the job hides any
             assert environment["SLURM_STEP_GPUS"] is None
             assert not environment["CUDA_VISIBLE_DEVICES"]
             continue
-        assert environment["SLURM_JOB_ID"] in fit_deep_ids
         # The GPU Slurm gave the job step, as the job saw it.
         assert environment["SLURM_STEP_GPUS"] is not None
         expected = "0" if cluster.renumbers_devices else environment["SLURM_STEP_GPUS"]
         assert environment["CUDA_VISIBLE_DEVICES"] == expected
+    assert "fit_deep" in ran and "fit_svm" in ran
 
 
 @pytest.mark.slow

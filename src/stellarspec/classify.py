@@ -85,7 +85,7 @@ def bundle_from_fit(fit_dir) -> dict:
         raise ModelError(f"{paths['dataset']} has classes {ds.classes}, the fit {info['classes']}")
     train = (np.asarray(read_json(paths["split"])["train"], dtype=np.int64)
              if paths["split"].is_file() else np.arange(len(ds)))
-    network = plain_network(fit_module.load_classifier(fit_dir))
+    network = fit_module.load_classifier(fit_dir)
     config = ds.provenance.get("config", {})
     good = (~ds.mask[train]).mean(axis=1)
     counts = pd.Series(ds.label[train]).value_counts()
@@ -205,11 +205,6 @@ def load_model(path) -> Model:
     return Model(bundle, network.eval(), str(path))
 
 
-def plain_network(network):
-    """The nn.Module that maps flux to logits, without a Lightning wrapper around it."""
-    from .lightning_modules import ClassifierModule
-
-    return network.model if isinstance(network, ClassifierModule) else network
 
 
 # ----------------------------------------------------------------------------------- inputs
