@@ -208,26 +208,31 @@ def test_rerun_gives_identical_tables():
         pd.testing.assert_frame_equal(first[name], second[name])
 
 
-def test_collect_reads_both_f1s_and_sizes(tmp_path):
+def test_collect_scores_each_fit_from_its_predictions(tmp_path):
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "true": ["K1", "K1", "K3", "K3"],
                           "pred": ["K1", "K3", "K3", "K3"]})
     m = compute_metrics(frame, ["K1", "K3"])
-    path = tmp_path / "metrics.json"
-    path.write_text(json.dumps({"wildcards": {"type": "K", "model": "svm", "frac": "0.7", "seed": "0"},
-                                "metrics": m, "fit": {"n_train": 10, "n_test": 4, "seconds": 1.0}}))
-    fits, per_class = collect([path], "simulated")
+    fit_dir = tmp_path / "results/simulated/K/frac0.7_seed3/fit/svm"
+    fit_dir.mkdir(parents=True)
+    frame.to_csv(fit_dir / "predictions.csv", index=False)
+    (fit_dir / "fit.json").write_text(json.dumps(
+        {"classes": ["K1", "K3"], "n_train": 10, "n_test": 4, "seconds": 1.0}))
+    fits, per_class, predictions = collect([fit_dir / "fit.json"], "simulated")
     row = fits.iloc[0]
+    assert (row["type"], row["model"], row["train_fraction"], row["seed"]) == ("K", "svm", 0.7, 3)
+    assert row["accuracy"] == 0.75
     assert row["f1_of_macro_pr"] == pytest.approx(m["f1_of_macro_pr"])
     assert row["f1_macro_mean"] == pytest.approx(m["f1_macro_mean"])
     assert "f1_macro" not in fits.columns and row["n_train"] == 10 and row["n_test"] == 4
     assert len(per_class) == 2
+    assert predictions[("K", "svm", 0.7, 3)]["pred"].tolist() == frame["pred"].tolist()
 
 
 # --- the workflow scripts, on fake fit directories ------------------------------------------------
 
 def write_fake_results(root, types, models, fractions, seeds, n_per_class=40, seed=0):
-    """results/{source}/{type}/dataset.npz and, per fit, metrics.json + predictions.csv, as the
-    workflow writes them. Returns (metrics paths, predictions paths, dataset paths)."""
+    """results/{source}/{type}/dataset.npz and, per fit, fit.json + predictions.csv, as the
+    workflow writes them. Returns (fit.json paths, predictions paths, dataset paths)."""
     from stellarspec.dataset import SpectraSet, save_dataset
     from stellarspec.io import write_json
     from stellarspec.metrics import predictions_frame
@@ -258,12 +263,10 @@ def write_fake_results(root, types, models, fractions, seeds, n_per_class=40, se
                     fit_dir = root / f"results/simulated/{stype}/frac{frac:g}_seed{s}/fit/{model}"
                     fit_dir.mkdir(parents=True, exist_ok=True)
                     frame.to_csv(fit_dir / "predictions.csv", index=False)
-                    write_json(fit_dir / "metrics.json", {
-                        "wildcards": {"source": "simulated", "type": stype, "frac": f"{frac:g}",
-                                      "seed": str(s), "model": model},
-                        "metrics": compute_metrics(frame, classes),
-                        "fit": {"n_train": n - len(test), "n_test": len(test), "seconds": 0.1}})
-                    metrics.append(str(fit_dir / "metrics.json"))
+                    write_json(fit_dir / "fit.json", {"classes": list(classes),
+                                                      "n_train": n - len(test),
+                                                      "n_test": len(test), "seconds": 0.1})
+                    metrics.append(str(fit_dir / "fit.json"))
                     predictions.append(str(fit_dir / "predictions.csv"))
     return metrics, predictions, datasets
 
@@ -299,7 +302,7 @@ def test_aggregate_and_figures_scripts_on_fake_fit_dirs(tmp_path):
         outputs |= {f"{name}_{ext}": tables / f"{stem}.{ext}" for ext in ("csv", "md", "tex")}
     params = {"source": "simulated", "fractions": [0.5, 0.7], "seeds": [0, 1], "types": list(types),
               "models": models, "snr_windows": types, "allow_partial": False, "n_bootstrap": 100}
-    run_script("aggregate.py", {"metrics": metrics, "predictions": predictions, "datasets": datasets},
+    run_script("aggregate.py", {"fits": metrics, "predictions": predictions, "datasets": datasets},
                {k: str(v) for k, v in outputs.items()}, params)
     table5 = pd.read_csv(outputs["table5_csv"])
     assert len(table5) == 2 * 2 * 6 and set(table5["model_a"]) | set(table5["model_b"]) == set(models)

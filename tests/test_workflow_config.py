@@ -17,19 +17,37 @@ def tiny(tmp_path_factory):
 def test_dry_run_expands_the_grid(tiny):
     jobs = planned_jobs(tiny)
     count = lambda rule: sum(1 for r, _ in jobs if r == rule)
-    # tiny: 3 types x 2 fractions x 1 seed; 2 folds; svm 3-point grid and cnn 2-point grid get CV
+    # tiny: 3 types x 2 fractions x 1 seed; 2 folds, one cv_deep job per fold; svm 3-point grid
     assert count("build_dataset") == 3
     assert count("make_split") == 6
     assert count("cv_svm") == 6 * 2
-    assert count("cv_deep") == 6 * 2  # cnn only: the bert grids have one candidate
+    # training.stopping = cv_epochs: CV chooses every deep model's epochs, even at one candidate
+    assert count("cv_deep") == 6 * 2 * 3
     assert count("cv_deep_rung") == 0 and count("promote_rung") == 0  # grid search
-    assert count("pretrain") == 6
+    assert count("pretrain") == 6 * 3  # per CV fold and for the final fit
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
     # reference models: snr_only's 2-depth grid gets CV, majority and template_fit have one point
     assert count("cv_reference") == 6 * 2 and count("fit_reference") == 6 * 3
-    assert count("evaluate") == 6 * 7
+    # the fit jobs choose their candidate themselves, and aggregate scores the predictions
+    assert count("select_params") == 0 and count("evaluate") == 0
     assert count("aggregate") == 1
     assert {o for r, o in jobs if r == "aggregate"} == {"results/tables/fits.csv"}
+
+
+def test_cv_jobs_per_model_trains_every_fold_in_one_job(tmp_path):
+    root = workflow_copy(tmp_path, {"search": {"cv_jobs": "per_model"}})
+    jobs = planned_jobs(root)
+    cv = [o for r, o in jobs if r == "cv_deep"]
+    assert len(cv) == 6 * 3  # one per (run, deep model), not per fold
+    assert all(o.endswith("/fold0.csv") for o in cv)  # the first of its k outputs
+    # A pretrained model's one job needs every fold's encoder, each pretrained on that fold only.
+    target = "results/simulated/K/frac0.5_seed0/cv/bert_cnn_pretrained/fold1.csv"
+    needed = sorted(o for r, o in planned_jobs(root, target) if r == "pretrain")
+    assert needed == [f"results/simulated/K/frac0.5_seed0/pretrain/bert_cnn_pretrained/fold{k}/encoder.pt"
+                      for k in (0, 1)]
+    bad = workflow_copy(tmp_path / "bad", {"search": {"cv_jobs": "per_model", "strategy": "halving"}})
+    result = snakemake(bad, "-n")
+    assert result.returncode != 0 and "search.cv_jobs" in result.stdout + result.stderr
 
 
 def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_path):
@@ -53,10 +71,11 @@ def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_pa
     assert sorted(Path(o).name for r, o in jobs if r == "cv_deep") == ["fold0.csv", "fold1.csv"]
 
 
-def test_cv_epochs_runs_cv_for_every_deep_model(tmp_path):
-    # CV chooses the number of epochs even for a one-candidate grid
-    jobs = planned_jobs(workflow_copy(tmp_path, {"training": {"stopping": "cv_epochs"}}))
-    assert sum(1 for r, _ in jobs if r == "cv_deep") == 6 * 2 * 3
+def test_holdout_stopping_skips_cv_for_one_candidate_deep_grids(tmp_path):
+    # holdout: nothing to choose for the bert grids (one candidate), so only cnn gets CV jobs
+    jobs = planned_jobs(workflow_copy(tmp_path, {"training": {"stopping": "holdout"}}))
+    assert sum(1 for r, _ in jobs if r == "cv_deep") == 6 * 2
+    assert sum(1 for r, _ in jobs if r == "pretrain") == 6
 
 
 def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):
@@ -65,7 +84,10 @@ def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):
     write_config(root, absolute_shared_paths(yaml.safe_load((REPO / "config.yaml").read_text())))
     jobs = planned_jobs(root)
     fits = [o for r, o in jobs if r in ("fit_svm", "fit_deep")]
-    assert len(fits) == 3 * 5 * 2 * 4
+    assert len(fits) == 3 * 3 * 2 * 3  # types x fractions x seeds x (svm, cnn, bert_cnn)
+    # every model is tuned by CV: the SVM per fold, each deep model in one job per run
+    assert sum(1 for r, _ in jobs if r == "cv_svm") == 3 * 3 * 2 * 3
+    assert sum(1 for r, _ in jobs if r == "cv_deep") == 3 * 3 * 2 * 2
 
 
 BAD_CONFIGS = [
@@ -110,8 +132,8 @@ def test_user_defined_type(tmp_path):
 
 def test_pretraining_per_cv_fold_when_the_pretrained_grid_has_two_candidates(tmp_path):
     """Each CV fold's job gets an encoder pretrained on that fold's fit rows; the final fit
-    one pretrained on the whole training part. A one-candidate grid has no CV and no
-    per-fold pretraining (tests/tiny.yaml, test_dry_run_expands_the_grid)."""
+    one pretrained on the whole training part (with holdout stopping a one-candidate grid has
+    no CV and no per-fold pretraining, test_holdout_stopping_skips_cv...)."""
     two = {"lr": [1.0e-3, 3.0e-3], "hidden_units": [32], "dropout": [0.5]}
     root = workflow_copy(tmp_path, {"models": {"bert_cnn_pretrained": {"grid": two}}})
     jobs = planned_jobs(root)

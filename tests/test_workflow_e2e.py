@@ -42,15 +42,25 @@ def test_tables_fill_every_cell(finished):
     assert "\\begin{tabular}" in (finished / "results/tables/table3.tex").read_text()
 
 
-def test_every_fit_has_metrics_and_predictions(finished):
-    fits = sorted((finished / "results/simulated").glob("*/frac*_seed*/fit/*/metrics.json"))
+def test_every_fit_has_predictions_and_its_choice(finished):
+    from stellarspec.metrics import evaluate_fit
+
+    fits = sorted((finished / "results/simulated").glob("*/frac*_seed*/fit/*/fit.json"))
     assert len(fits) == 3 * 2 * 7
-    record = json.loads(fits[0].read_text())
-    m = record["metrics"]
-    assert {"accuracy", "f1_macro", "f1_weighted", "per_class", "confusion_matrix",
-            "within_one_accuracy"} <= set(m)
+    result = evaluate_fit(fits[0].parent)
+    m = result["metrics"]
+    assert {"accuracy", "f1_of_macro_pr", "f1_macro_mean", "f1_weighted", "per_class",
+            "confusion_matrix", "within_one_accuracy"} <= set(m)
     predictions = pd.read_csv(fits[0].with_name("predictions.csv"))
     assert len(predictions) == m["n"] and {"id", "true", "pred"} <= set(predictions.columns)
+    for path in fits:  # the fit job chose its candidate from the CV folds, and says how
+        selection = json.loads(path.read_text())["selection"]
+        assert set(selection) == {"chosen", "how"}, path
+    cnn = json.loads(next(p for p in fits if p.parent.name == "cnn").read_text())
+    assert cnn["selection"]["how"].startswith("best mean accuracy over 2 CV folds")
+    assert "epochs" in cnn["selection"]["chosen"]  # cv_epochs: CV chose the epochs too
+    fixed = read_config(finished)["models"]["cnn"]["fixed"]
+    assert cnn["params"] == fixed | cnn["selection"]["chosen"]
 
 
 def test_figures_and_report(finished):
@@ -81,7 +91,7 @@ def test_editing_one_models_hyperparameters_reruns_only_that_model(finished):
     rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
     assert rerun, "editing the cnn grid reran nothing"
     assert all("/cnn/" in out for _, out in rerun), sorted(rerun)
-    assert {rule for rule, _ in rerun} == {"cv_deep", "select_params", "fit_deep", "evaluate"}
+    assert {rule for rule, _ in rerun} == {"cv_deep", "fit_deep"}
     assert {"aggregate", "figures"} <= {rule for rule, _ in jobs}
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import stats
 from .io import read_json, write_csv, write_text
-from .metrics import label_indices, scores_from_confusion
+from .metrics import compute_metrics, label_indices, scores_from_confusion
 from .paper import (CITATION, TABLE3_SOURCE, TABLE4_TRAIN_FRACTION, paper_accuracy,
                     paper_table3)
 
@@ -32,21 +33,35 @@ TABLE5_COLUMNS = ["source", "type", "train_fraction", "model_a", "model_b", "n_s
 ALPHA = 0.05
 
 
-def collect(metrics_paths, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per fit (fits.csv) and one row per fit and subclass (per_class.csv)."""
-    fits, per_class = [], []
-    for path in metrics_paths:
-        record = read_json(path)
-        wc, m = record["wildcards"], record["metrics"]
-        key = {"source": source, "type": wc["type"], "model": wc["model"],
-               "train_fraction": float(wc["frac"]), "seed": int(wc["seed"])}
+def run_key(fit_json) -> dict:
+    """type, model, train fraction and seed of a fit, from its path:
+    results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json."""
+    path = Path(fit_json)
+    frac, seed = path.parents[2].name.removeprefix("frac").split("_seed")
+    return {"type": path.parents[3].name, "model": path.parent.name,
+            "train_fraction": float(frac), "seed": int(seed)}
+
+
+def collect(fit_paths, source: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One row per fit (fits.csv), one per fit and subclass (per_class.csv), and every fit's
+    test predictions by (type, model, fraction, seed). Scores are computed here, from
+    predictions.csv (metrics.compute_metrics), so a change in how they are computed never
+    reruns a fit."""
+    fits, per_class, predictions = [], [], {}
+    for path in fit_paths:
+        info = read_json(path)
+        frame = pd.read_csv(Path(path).with_name("predictions.csv"),
+                            dtype={"id": str, "true": str, "pred": str})
+        m = compute_metrics(frame, info["classes"])
+        key = {"source": source} | run_key(path)
+        predictions[tuple(key[k] for k in KEY)] = frame
         fits.append(key | {k: m[k] for k in FIT_COLUMNS}
-                    | {k: record["fit"].get(k) for k in ("n_train", "n_test", "seconds")})
+                    | {k: info.get(k) for k in ("n_train", "n_test", "seconds")})
         for cls, scores in m["per_class"].items():
             per_class.append(key | {"class": cls} | scores)
     fits = pd.DataFrame(fits).sort_values(KEY, ignore_index=True)
     per_class = pd.DataFrame(per_class).sort_values(KEY + ["class"], ignore_index=True)
-    return fits, per_class
+    return fits, per_class, predictions
 
 
 # --- S/N matching -------------------------------------------------------------------------------

@@ -29,13 +29,12 @@ from threadpoolctl import threadpool_limits
 
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
-from .metrics import compute_metrics, predictions_frame
+from .metrics import compute_metrics, evaluate_fit, predictions_frame  # noqa: F401 (re-exported)
 from .preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import keep_freed_memory
-from .search import rung_epochs, search_settings
+from .search import candidates, rung_epochs, search_settings
 from .splits import fold_rows
-from .svm import calibrated_svm, candidates, evaluate_grid
 
 if TYPE_CHECKING:
     from .lightning_modules import BatchedClassifierModule, PretrainModule, SpectraDataModule
@@ -357,6 +356,8 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
     rows = []
     with _job(threads, deep=model in DEEP_MODELS):
         if model == "svm":
+            from .svm import evaluate_grid  # scikit-learn: imported by the SVM's jobs only
+
             for _, full in candidates(grid, fixed):
                 _svm_params(full)
             results = evaluate_grid(ds.flux[fit], y[fit], ds.flux[val], grid, fixed)
@@ -486,6 +487,21 @@ def select_params(fold_csvs: list, metric: str, by_epoch: bool = False) -> dict:
     return json.loads(params) | ({"epochs": epochs} if by_epoch else {})
 
 
+def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool = False) -> dict:
+    """What a final fit trains: {'params': fixed + chosen, 'chosen', 'how'}. The chosen
+    candidate is select_params over the fold CSVs; a one-point grid, whose CV jobs are skipped,
+    leaves nothing to choose."""
+    if fold_csvs:
+        best = select_params(list(fold_csvs), metric, by_epoch=by_epoch)
+        how = f"best mean {metric} over {len(fold_csvs)} CV folds"
+    else:
+        best = {key: values[0] for key, values in settings["grid"].items()}
+        how = "the grid has one candidate; CV skipped"
+    if by_epoch:
+        how += "; epochs chosen with it (training.stopping = cv_epochs)"
+    return {"params": settings.get("fixed", {}) | best, "chosen": best, "how": how}
+
+
 def promote(fold_csvs: list, metric: str, rung: int, eta: int, out_json,
             by_epoch: bool = False) -> list[str]:
     """Successive halving: the top ceil(n / eta) candidates of `rung` by mean `metric` over
@@ -595,13 +611,14 @@ def _heldout_losses(module, dm) -> tuple[float, float]:
 
 
 def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, seed: int,
-              pretrained=None, templates=None, training=None) -> None:
+              pretrained=None, templates=None, training=None, selection=None) -> None:
     """Train on the train rows, predict the test rows once; write predictions.csv, fit.json
     (what was trained, on how many rows, how long) and, for deep models,
     checkpoints/{best,last}.ckpt and train_log.csv. Deep models: with training.stopping =
     holdout, early stopping on a holdout of the train rows; with cv_epochs, params['epochs']
     (chosen by CV) epochs on every train row. template_fit (whose template file is
-    `templates`) also writes template_fit.csv (stellarspec.reference)."""
+    `templates`) also writes template_fit.csv (stellarspec.reference). `selection`
+    (chosen_params' 'chosen' and 'how') is recorded in fit.json."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     if pretrained is not None:
@@ -613,6 +630,8 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     start = time.perf_counter()
     with _job(threads, deep=model in DEEP_MODELS):
         if model == "svm":
+            from .svm import calibrated_svm
+
             svm_params = _svm_params(params)
             X_train, X_test = model_input(svm_params.pop("input"), ds.flux[train], ds.flux[test])
             svm, calibrated = calibrated_svm(X_train, y[train], **svm_params)
@@ -652,23 +671,16 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
         history.insert(0, "epoch", np.arange(len(history)))
         write_csv(out_dir / "train_log.csv", history.iloc[:info["epochs"]].rename(
             columns={"val_accuracy": "val_acc"}).dropna(axis=1, how="all"))
-    # The scores come later, from predictions.csv (evaluate_fit), so that a change in how they
+    # The scores come later, from predictions.csv (metrics.evaluate_fit, in aggregate), so that a change in how they
     # are computed never retrains a model.
     write_json(out_dir / "fit.json", {
         "model": model, "params": params, "seed": int(seed), "classes": list(ds.classes),
+        "selection": {k: v for k, v in (selection or {}).items() if k != "params"},
         "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
         # which device the job was given (Slurm's GPU, the slot allocator's, or none)
         "environment": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_STEP_GPUS",
                                                        "CUDA_VISIBLE_DEVICES")},
         **info})
-
-
-def evaluate_fit(fit_dir) -> dict:
-    """{'fit': fit.json, 'metrics': compute_metrics(predictions.csv)} of one final fit."""
-    fit_dir = Path(fit_dir)
-    info = read_json(fit_dir / "fit.json")
-    predictions = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str, "true": str, "pred": str})
-    return {"fit": info, "metrics": compute_metrics(predictions, info["classes"])}
 
 
 def _final_deep(ds, split, model, params, out_dir, seed, pretrained, training) -> dict:
@@ -679,7 +691,7 @@ def _final_deep(ds, split, model, params, out_dir, seed, pretrained, training) -
     if training["stopping"] == "cv_epochs":
         if "epochs" not in params:
             raise ValueError("training.stopping = cv_epochs needs the number of epochs chosen "
-                             "by CV (params['epochs'], from select_params)")
+                             "by CV (params['epochs'], from chosen_params)")
         max_epochs = int(params["epochs"])
     else:
         max_epochs = int(params["max_epochs"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def label_indices(labels, classes: list[str]) -> np.ndarray:
@@ -37,6 +36,9 @@ def compute_metrics(predictions: pd.DataFrame, classes: list[str]) -> dict:
     Two macro F1s: `f1_macro_mean`, the mean of per-class F1 (sklearn's macro F1), and
     `f1_of_macro_pr`, the paper's 2PR/(P+R) of macro P and R. `f1_macro` is the same number as
     `f1_macro_mean`, kept because CV files and `experiment.cv_metric` use that name."""
+    # scikit-learn takes ~2 s to import: only the jobs that score predictions pay for it.
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     classes = [str(c) for c in classes]
     y_true = label_indices(predictions["true"], classes)
     y_pred = label_indices(predictions["pred"], classes)
@@ -100,3 +102,15 @@ def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
             "precision_macro": macro_p, "recall_macro": macro_r,
             "f1_macro_mean": (f1 * present).sum(-1) / n_present,
             "f1_of_macro_pr": f1_of_macro_pr(macro_p, macro_r)}
+
+
+def evaluate_fit(fit_dir) -> dict:
+    """{'fit': fit.json, 'metrics': compute_metrics(predictions.csv)} of one final fit."""
+    from pathlib import Path
+
+    from .io import read_json
+
+    fit_dir = Path(fit_dir)
+    info = read_json(fit_dir / "fit.json")
+    predictions = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str, "true": str, "pred": str})
+    return {"fit": info, "metrics": compute_metrics(predictions, info["classes"])}

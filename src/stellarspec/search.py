@@ -5,9 +5,10 @@ DAG.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
-SEARCH_DEFAULTS = {"strategy": "grid", "eta": 3, "first_rung_epochs": 5}
+SEARCH_DEFAULTS = {"strategy": "grid", "eta": 3, "first_rung_epochs": 5, "cv_jobs": "per_fold"}
 
 
 def search_settings(search: dict | None) -> dict:
@@ -30,3 +31,14 @@ def rung_epochs(max_epochs: int, n_candidates: int, search: dict) -> list[int]:
         rungs.append(budget)
         budget, n = budget * eta, math.ceil(n / eta)
     return rungs + [int(max_epochs)]
+
+
+def candidates(grid: dict, fixed: dict | None = None) -> list[tuple[dict, dict]]:
+    """The Cartesian product of `grid` (key -> list) in grid order, as (grid params, full
+    params = grid params merged over `fixed`) pairs."""
+    keys = list(grid)
+    out = []
+    for values in itertools.product(*(list(grid[k]) for k in keys)):
+        params = dict(zip(keys, values))
+        out.append((params, {**(fixed or {}), **params}))
+    return out

@@ -10,7 +10,6 @@ CV folds partition `train` only; the test rows are never in any fold.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 
 def make_split(label, group, train_fraction: float, k: int, seed: int) -> dict:
@@ -46,6 +45,8 @@ def cv_folds(label, group, k: int, seed: int) -> list[np.ndarray]:
     if k < 2 or k > counts.min():
         raise ValueError(f"k={k} folds needs 2 <= k <= smallest class in the training part "
                          f"({counts.min()})")
+    from sklearn.model_selection import StratifiedGroupKFold  # only the make_split jobs need it
+
     skf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return [val for _, val in skf.split(np.zeros(len(label)), label, group)]
 

@@ -16,6 +16,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
 from .preprocess import model_input
+from .search import candidates  # noqa: F401 (svm.candidates, as before)
 
 KERNELS = ("rbf", "linear")
 
@@ -95,17 +96,6 @@ def calibrated_svm(X: np.ndarray, y: np.ndarray, C: float, kernel: str = "rbf", 
     calibrated = CalibratedClassifierCV(KernelSVM(C, kernel, gamma), method="sigmoid",
                                         cv=folds, ensemble=False).fit(X, y)
     return calibrated.calibrated_classifiers_[0].estimator, calibrated
-
-
-def candidates(grid: dict, fixed: dict | None = None) -> list[tuple[dict, dict]]:
-    """The Cartesian product of `grid` (key -> list) in grid order, as (grid params, full
-    params = grid params merged over `fixed`) pairs."""
-    keys = list(grid)
-    out = []
-    for values in itertools.product(*(list(grid[k]) for k in keys)):
-        params = dict(zip(keys, values))
-        out.append((params, {**(fixed or {}), **params}))
-    return out
 
 
 def evaluate_grid(X_fit, y_fit, X_val, grid: dict, fixed: dict | None = None,

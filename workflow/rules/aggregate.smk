@@ -1,11 +1,11 @@
 # Stage 6: the paper's Tables 3 and 4, the S/N-matched table and Table 5 (paired tests) from every fit.
 
 
-# Collect every fit's metrics, predictions and test S/N into Tables 3-5 and the S/N-matched table.
+# Score every fit's test predictions and collect them, with the test S/N, into Tables 3-5 and the S/N-matched table.
 rule aggregate:
     input:
         src("aggregate", "metrics", "paper", "stats", "dataset"),
-        metrics=aggregate_inputs("metrics.json"),
+        fits=aggregate_inputs("fit.json"),
         predictions=aggregate_inputs("predictions.csv"),
         datasets=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
     output:

@@ -135,7 +135,7 @@ def grid_candidates(model):
 
 def by_epoch(model):
     """Deep models under training.stopping = cv_epochs: CV also chooses the number of epochs."""
-    return model != "svm" and config["training"]["stopping"] == "cv_epochs"
+    return model in DEEP_MODELS and config["training"]["stopping"] == "cv_epochs"
 
 
 def needs_cv(model):
@@ -185,17 +185,31 @@ def halving_inputs(wildcards):
     return []
 
 
-def pretrained_encoder(wildcards):
-    """The encoder a pretrained model starts from: for CV fold k the one pretrained on fold k's
-    fit rows only (it never saw the rows it is scored on), for the final fit the one
-    pretrained on the whole training part."""
+# search.cv_jobs: a CV job per fold and a fit job (cv_svm + fit_svm, cv_deep + fit_deep), or
+# one job per model for both (tune_fit_svm, tune_fit_deep). Reference models: always per fold.
+PER_FOLD = config["search"]["cv_jobs"] == "per_fold"
+if not PER_FOLD and config["search"]["strategy"] == "halving":
+    _config_error("search.cv_jobs", "halving promotes candidates between rungs across every "
+                  "fold's job, so it needs cv_jobs: per_fold")
+
+
+def cv_pretrained_encoders(wildcards):
+    """The encoders of a cv_deep job's folds, each pretrained on that fold's fit rows only."""
     if model_family(wildcards.model) != "bert_cnn_pretrained":
         return []
-    part = f"fold{wildcards.fold}" if "fold" in wildcards.keys() else "train"
-    return f"{RUN}/pretrain/{{model}}/{part}/encoder.pt".format(**wildcards)
+    folds = [wildcards.fold] if "fold" in wildcards.keys() else range(K)
+    return [f"{RUN}/pretrain/{{model}}/fold{k}/encoder.pt".format(**wildcards) for k in folds]
 
 
-def fit_outputs(names=("metrics.json",)):
+def pretrained_encoder(wildcards):
+    """The encoder a pretrained model's final fit starts from: pretrained on the whole
+    training part (never on test rows; CV folds use cv_pretrained_encoders)."""
+    if model_family(wildcards.model) != "bert_cnn_pretrained":
+        return []
+    return f"{RUN}/pretrain/{{model}}/train/encoder.pt".format(**wildcards)
+
+
+def fit_outputs(names=("fit.json",)):
     return expand(f"{RUN}/fit/{{model}}/{{name}}", source=SOURCE, type=TYPES, frac=FRACTIONS,
                   seed=SEEDS, model=MODELS, name=names)
 
@@ -204,8 +218,8 @@ def aggregate_inputs(name):
     """Every fit's file; with aggregate.allow_partial only those that already exist."""
     if not config["aggregate"]["allow_partial"]:
         return fit_outputs([name])
-    return [str(Path(p).with_name(name)) for p in fit_outputs(["metrics.json"])
-            if Path(p).exists() and Path(p).with_name(name).exists()]
+    return [str(Path(p).with_name(name)) for p in fit_outputs(["fit.json"])
+            if Path(p).exists() and Path(p).with_name("predictions.csv").exists()]
 
 
 def saliency_inputs(name):

@@ -1,28 +1,31 @@
-# Stage 3: hyperparameter choice by k-fold CV inside the training part (one job per fold).
+# Stage 3: hyperparameter choice by k-fold CV inside the training part, one job per fold
+# (SVM and deep models with search.cv_jobs = per_model: tune_fit_svm/_deep in fit.smk).
 
 
-# Score every SVM candidate on one CV fold, reusing one kernel matrix across C.
-rule cv_svm:
-    input:
-        SRC_SVM,
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-    output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
-    log:
-        "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
-    wildcard_constraints:
-        model="|".join(SVM_MODELS) if SVM_MODELS else "none",
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-    threads: config["resources"]["threads_svm"]
-    resources:
-        mem_mb=config["resources"]["mem_mb_svm"],
-        runtime=config["resources"]["runtime_svm"],
-    conda:
-        "../../envs/stellarspec.yaml"
-    script:
-        "../scripts/cv_fold.py"
+if PER_FOLD:
+
+    # Score every SVM candidate on one CV fold, reusing one kernel matrix across C.
+    rule cv_svm:
+        input:
+            SRC_SVM,
+            data="results/{source}/{type}/dataset.npz",
+            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        output:
+            "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
+        log:
+            "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+        wildcard_constraints:
+            model="|".join(SVM_MODELS) if SVM_MODELS else "none",
+        params:
+            settings=lambda wildcards: model_settings(wildcards.model),
+        threads: config["resources"]["threads_svm"]
+        resources:
+            mem_mb=config["resources"]["mem_mb_svm"],
+            runtime=config["resources"]["runtime_svm"],
+        conda:
+            "../../envs/stellarspec.yaml"
+        script:
+            "../scripts/cv_fold.py"
 
 
 # Score every candidate of a reference model (majority, snr_only, template_fit) on one CV fold.
@@ -80,36 +83,38 @@ rule pretrain:
         "../scripts/pretrain.py"
 
 
-# Train and score every deep-model candidate on one CV fold (halving: the last rung's).
-rule cv_deep:
-    input:
-        SRC_DEEP,
-        unpack(halving_inputs),
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-        pretrained=pretrained_encoder,
-    output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
-    log:
-        "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
-    wildcard_constraints:
-        model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        training=config["training"],
-        search=config["search"],
-        rung=rung_of,
-        # checkpoints of the job's candidate stacks, kept so that a killed job resumes
-        workdir=lambda wildcards, output: output[0] + ".work",
-    threads: config["resources"]["threads_deep"]
-    resources:
-        gpu=config["resources"]["gpu"],
-        mem_mb=config["resources"]["mem_mb_deep"],
-        runtime=config["resources"]["runtime_deep"],
-    conda:
-        "../../envs/stellarspec.yaml"
-    script:
-        "../scripts/cv_fold.py"
+if PER_FOLD:
+
+    # Train and score every deep-model candidate on one CV fold (halving: the last rung's).
+    rule cv_deep:
+        input:
+            SRC_DEEP,
+            unpack(halving_inputs),
+            data="results/{source}/{type}/dataset.npz",
+            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            pretrained=cv_pretrained_encoders,
+        output:
+            "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
+        log:
+            "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+        wildcard_constraints:
+            model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+        params:
+            settings=lambda wildcards: model_settings(wildcards.model),
+            training=config["training"],
+            search=config["search"],
+            rung=rung_of,
+            # checkpoints of the job's candidate stacks, kept so that a killed job resumes
+            workdir=lambda wildcards, output: [output[0] + ".work"],
+        threads: config["resources"]["threads_deep"]
+        resources:
+            gpu=config["resources"]["gpu"],
+            mem_mb=config["resources"]["mem_mb_deep"],
+            runtime=config["resources"]["runtime_deep"],
+        conda:
+            "../../envs/stellarspec.yaml"
+        script:
+            "../scripts/cv_fold.py"
 
 
 # Halving: train and score one rung's candidates on one CV fold (every rung but the last).
@@ -119,7 +124,7 @@ rule cv_deep_rung:
         unpack(halving_inputs),
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-        pretrained=pretrained_encoder,
+        pretrained=cv_pretrained_encoders,
     output:
         "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.rung{rung}.csv",
     log:
@@ -132,7 +137,7 @@ rule cv_deep_rung:
         training=config["training"],
         search=config["search"],
         rung=rung_of,
-        workdir=lambda wildcards, output: output[0] + ".work",
+        workdir=lambda wildcards, output: [output[0] + ".work"],
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],
@@ -169,27 +174,3 @@ rule promote_rung:
         "../../envs/stellarspec.yaml"
     script:
         "../scripts/promote.py"
-
-
-# Pick the candidate with the best mean CV score (or the only one when the grid has one).
-rule select_params:
-    input:
-        src("fit", "search"),
-        folds=cv_inputs,
-    output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/best.json",
-    log:
-        "results/{source}/logs/select_params/{type}_frac{frac}_seed{seed}_{model}.log",
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        metric=config["experiment"]["cv_metric"],
-        by_epoch=lambda wildcards: by_epoch(wildcards.model),
-    localrule: True
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
-    conda:
-        "../../envs/stellarspec.yaml"
-    script:
-        "../scripts/select_params.py"

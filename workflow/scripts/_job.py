@@ -23,3 +23,43 @@ def device_slot(snakemake):
     from stellarspec.gpu_slots import gpu_slot
 
     return gpu_slot()
+
+
+def cv_folds(snakemake, outputs) -> None:
+    """Score the rule's model's candidates on CV folds, one CSV in `outputs` per fold: the
+    job's {fold}, or every fold in turn (the deep rules with search.cv_jobs = per_model)."""
+    from stellarspec.fit import cv_fold
+
+    params = snakemake.params
+    folds = ([int(snakemake.wildcards.fold)] if "fold" in snakemake.wildcards.keys()
+             else range(len(outputs)))
+    pretrained = snakemake.input.get("pretrained") or []
+    pretrained = [pretrained] if isinstance(pretrained, str) else list(pretrained)
+    workdirs = params.get("workdir") or [None] * len(outputs)
+    for i, fold in enumerate(folds):
+        cv_fold(snakemake.input.data, snakemake.input.split, fold, params.settings["family"],
+                params.settings.get("fixed", {}), params.settings["grid"], outputs[i],
+                threads=snakemake.threads, seed=int(snakemake.wildcards.seed),
+                pretrained=pretrained[i] if pretrained else None,
+                templates=snakemake.input.get("templates") or None,
+                workdir=workdirs[i], training=params.get("training"),
+                search=params.get("search"), rung=params.get("rung") or 0,
+                promoted=snakemake.input.get("promoted"),
+                previous_csv=snakemake.input.get("previous"))
+
+
+def choose_and_fit(snakemake, fold_csvs, pretrained=None) -> None:
+    """Choose the candidate from the fold CSVs (fit.chosen_params), fit it on the whole
+    training part and predict the test part once (fit.final_fit)."""
+    from pathlib import Path
+
+    from stellarspec.fit import chosen_params, final_fit
+
+    p = snakemake.params
+    selection = chosen_params(p.settings, list(fold_csvs), p.metric, by_epoch=p.by_epoch)
+    print(selection["how"], selection["chosen"], flush=True)
+    final_fit(snakemake.input.data, snakemake.input.split, p.settings["family"],
+              selection["params"], Path(snakemake.output.predictions).parent,
+              threads=snakemake.threads, seed=int(snakemake.wildcards.seed),
+              pretrained=pretrained, templates=snakemake.input.get("templates") or None,
+              training=p.get("training"), selection=selection)

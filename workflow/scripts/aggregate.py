@@ -9,13 +9,7 @@ from stellarspec.aggregate import build_tables, collect, write_table_csv, write_
 from stellarspec.dataset import load_dataset
 
 p = snakemake.params
-fits, per_class = collect(snakemake.input.metrics, p.source)
-predictions = {}
-for path in snakemake.input.predictions:
-    run = Path(path).parents[2].name            # frac0.7_seed0
-    frac, seed = run.removeprefix("frac").split("_seed")
-    key = (Path(path).parents[3].name, Path(path).parent.name, float(frac), int(seed))
-    predictions[key] = pd.read_csv(path, dtype={"id": str, "true": str, "pred": str})
+fits, per_class, predictions = collect(snakemake.input.fits, p.source)
 # S/N of every spectrum by id, from results/{source}/{type}/dataset.npz
 snr = {}
 for path in snakemake.input.datasets:
