@@ -198,6 +198,19 @@ def test_markdown_and_latex_of_every_table(tmp_path):
     paths = {f"{name}_{ext}": tmp_path / f"{name}.{ext}" for name in tables for ext in ("csv", "md", "tex")}
     write_tables(tables, paths, n_bootstrap=100)
     assert all(p.stat().st_size > 0 for p in paths.values())
+    assert "Ceiling" not in paths["table4_md"].read_text()
+
+
+def test_label_first_ceiling_is_printed_beside_tables_3_and_4(tmp_path):
+    fits, preds, expected, snr = fake_grid()
+    tables, _ = build_tables(fits, preds, expected, "label_first", n_bootstrap=100, snr=snr,
+                             windows=WINDOWS)
+    paths = {f"{name}_{ext}": tmp_path / f"{name}.{ext}" for name in tables for ext in ("csv", "md", "tex")}
+    write_tables(tables, paths, n_bootstrap=100, ceilings={"K": 0.776, "F": 0.844})
+    for name in ("table3_md", "table4_md", "table4_tex"):
+        assert "Ceiling of these labels" in paths[name].read_text() and "K 0.776" in paths[name].read_text()
+    table4 = pd.read_csv(paths["table4_csv"])
+    assert set(table4.loc[table4.type == "average", "teff_only_ceiling"]) == {0.81}
 
 
 def test_rerun_gives_identical_tables():

@@ -438,7 +438,18 @@ def table3_markdown(table3: pd.DataFrame, n_bootstrap: int = 1000) -> str:
     return "\n".join(lines)
 
 
-def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000) -> str:
+def ceiling_note(ceilings: dict | None) -> list[str]:
+    """A line for the tables of a source whose labels cap every classifier (label_first)."""
+    if not ceilings:
+        return []
+    values = "; ".join(f"{t} {v:.3f}" for t, v in ceilings.items())
+    return ["", "Ceiling of these labels: the best accuracy any classifier can reach, from Teff "
+            f"alone, since the source draws each spectrum's Teff from its label (summary.json "
+            f"teff_only_ceiling): {values}; mean {np.mean(list(ceilings.values())):.3f}."]
+
+
+def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000,
+                    ceilings: dict | None = None) -> str:
     source, frac = table4["source"].iloc[0], table4["train_fraction"].iloc[0]
     n_seeds = int(table4["n_seeds"].max())
     types = [t for t in table4["type"].unique() if t != "average"]
@@ -456,6 +467,7 @@ def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000) -> str:
                   "whose S/N lies where the type's subclass windows overlap, so that S/N cannot "
                   "tell them apart (see table_snr.md for CIs). Regions: "
                   + "; ".join(f"{r.type}: {r.snr_region}" for r in regions.itertuples()) + "."]
+    lines += ceiling_note(ceilings)
     lines.append("")
     lines += _partial_note(table4)
     header = ["model"]
@@ -583,11 +595,19 @@ def write_table_csv(path, frame: pd.DataFrame) -> None:
     write_csv(path, frame, float_format="%.6f")
 
 
-def write_tables(tables: dict, paths: dict, n_bootstrap: int = 1000) -> None:
-    """Each table as csv, md and tex; paths keys are '<table>_csv', '<table>_md', '<table>_tex'."""
+def write_tables(tables: dict, paths: dict, n_bootstrap: int = 1000,
+                 ceilings: dict | None = None) -> None:
+    """Each table as csv, md and tex; paths keys are '<table>_csv', '<table>_md', '<table>_tex'.
+    `ceilings` ({type: accuracy}, label_first's Teff-only ceiling) is printed with Tables 3
+    and 4 and is a column of Table 4's csv."""
     fraction = float(tables["table4"]["train_fraction"].iloc[0])
-    render = {"table3": lambda t: table3_markdown(t, n_bootstrap),
-              "table4": lambda t: table4_markdown(t, n_bootstrap),
+    if ceilings:
+        table4 = tables["table4"]
+        table4["teff_only_ceiling"] = table4["type"].map(
+            {**ceilings, "average": float(np.mean(list(ceilings.values())))})
+    ceiling = "\n".join(ceiling_note(ceilings))[1:] + "\n" if ceilings else ""
+    render = {"table3": lambda t: table3_markdown(t, n_bootstrap) + ceiling,
+              "table4": lambda t: table4_markdown(t, n_bootstrap, ceilings),
               "snr": lambda t: snr_markdown(t, fraction, n_bootstrap),
               "table5": lambda t: table5_markdown(t, fraction, n_bootstrap)}
     for name, frame in tables.items():

@@ -8,6 +8,7 @@ rule aggregate:
         fits=aggregate_inputs("fit.json"),
         predictions=aggregate_inputs("predictions.csv"),
         datasets=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
+        summaries=expand("results/{source}/{type}/summary.json", source=SOURCE, type=TYPES),
     output:
         fits="results/tables/fits.csv",
         per_class="results/tables/per_class.csv",

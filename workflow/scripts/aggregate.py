@@ -7,6 +7,7 @@ import pandas as pd
 
 from stellarspec.aggregate import build_tables, collect, write_table_csv, write_tables
 from stellarspec.dataset import load_dataset
+from stellarspec.io import read_json
 
 p = snakemake.params
 fits, per_class, predictions = collect(snakemake.input.fits, p.source)
@@ -22,5 +23,11 @@ if missing:
     print(f"PARTIAL tables: {len(missing)} fits missing, e.g. {missing[:3]}")
 write_table_csv(snakemake.output.fits, fits)
 write_table_csv(snakemake.output.per_class, per_class)
-write_tables(tables, snakemake.output, n_bootstrap=p.n_bootstrap)
+# label_first's labels cap every classifier: its summary.json has the ceiling, shown beside the tables
+ceilings = {}
+for path in snakemake.input.get("summaries", []):
+    summary = read_json(path)
+    if "teff_only_ceiling" in summary:
+        ceilings[summary["stellar_type"]] = summary["teff_only_ceiling"]
+write_tables(tables, snakemake.output, n_bootstrap=p.n_bootstrap, ceilings=ceilings)
 print(open(snakemake.output.table4_md).read())
