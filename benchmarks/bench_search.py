@@ -2,7 +2,7 @@
 
 B9 (--b9): candidate throughput of one CV job (benchmarks/bench_batched.py): the batched
 trainer of this checkout against the sequential per-candidate Lightning loop of an older one
-(--baseline-src, default: `git archive main src` unpacked into a temporary folder), the same
+(--baseline-src, default: `git archive BASELINE_REF src` unpacked into a temporary folder), the same
 42-candidate grid (Table 2's 7 learning rates x 6 dropout rates, one shape), data, fold and
 epochs. Runs alternate baseline, batched, baseline, batched... (the machine is shared: the
 ratio of neighbouring runs survives load better than either time). Also reports whether both
@@ -40,14 +40,17 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# The last commit whose CV jobs train candidates one after another, each with its own
+# Lightning Trainer (before the batched trainer was merged).
+BASELINE_REF = "ce2886f"
 
 
 def baseline_src(path: str | None, keep: Path) -> Path:
-    """The src/ folder of the sequential loop: `path`, or main's, unpacked under `keep`."""
+    """The src/ folder of the sequential loop: `path`, or BASELINE_REF's, unpacked under `keep`."""
     if path:
         return Path(path)
     keep.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", "main", "src"], cwd=REPO, check=True,
+    archive = subprocess.run(["git", "archive", BASELINE_REF, "src"], cwd=REPO, check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(keep)], input=archive, check=True)
     return keep / "src"
