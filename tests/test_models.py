@@ -246,7 +246,7 @@ def test_masked_patch_model_overfits_a_tiny_batch():
     assert last < 0.05 * first
 
 
-# Parameter counts on the quick default's 3840-pixel grid, as documented beside
+# Parameter counts on the SDSS 3840-pixel grid (config/paper.yaml), as documented beside
 # models.ENCODER_SIZES: (encoder alone, BertCNN with the default head and 4 classes).
 ENCODER_PARAMETERS = {"tiny": (16_800, 266_948), "micro": (108_160, 361_380),
                       "mini": (3_191_808, 3_463_460), "small": (12_675_072, 12_971_300)}

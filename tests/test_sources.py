@@ -61,7 +61,7 @@ def test_offline_sources_dispatch_with_the_contract(monkeypatch, source):
     assert np.array_equal(wave, preprocess.grid_wave(cfg["grid"]))
     assert ds.classes == ["F2", "F5", "F9"] and ds.label.tolist() == ["F2"] * 3 + ["F5"] * 3 + \
         ["F9"] * 3
-    assert ds.flux.dtype == np.float32 and ds.flux.shape == (9, 3840)
+    assert ds.flux.dtype == np.float32 and ds.flux.shape == (9, cfg["grid"]["n_pixels"])
     assert ds.flux.min() == 0 and ds.flux.max() == 1
     assert ds.mask[:, :7].all() and ds.mask[0, 100] and not ds.mask[1, 100]
     assert rejects.empty and list(rejects.columns) == ["source_id", "reason", "detail"]
@@ -76,7 +76,7 @@ def test_label_first_source_for_real_at_small_scale():
     ds, rejects = sources.build_dataset(cfg, "K")
     expected = {c: max(1, round(v["count"] * 0.004)) for c, v in cfg["types"]["K"].items()}
     assert ds.provenance["counts"] == expected and rejects.empty
-    assert ds.flux.shape == (sum(expected.values()), 3840)
+    assert ds.flux.shape == (sum(expected.values()), cfg["grid"]["n_pixels"])
     assert ds.flux.min() >= 0 and ds.flux.max() <= 1 and np.isfinite(ds.flux).all()
     assert len(set(ds.id)) == len(ds) and len(set(ds.group)) == len(ds)
     again, _ = sources.build_dataset(cfg, "K")
@@ -344,7 +344,7 @@ def grid_table(tmp_path, wave, flux, labels, name="cover.npz"):
 
 
 def test_poor_coverage_is_rejected_and_good_coverage_kept(tmp_path):
-    grid = preprocess.grid_wave(REPO_CONFIG["grid"])  # 3840 pixels
+    grid = preprocess.grid_wave(REPO_CONFIG["grid"])
     rng = np.random.default_rng(0)
     for fraction, kept in ((0.02, False), (0.90, True)):
         wave = grid[:int(fraction * len(grid))]
@@ -359,8 +359,8 @@ def test_poor_coverage_is_rejected_and_good_coverage_kept(tmp_path):
         else:
             assert rejects.empty
     # The threshold is configurable.
-    cfg = grid_table(tmp_path, grid[:int(0.02 * len(grid))], np.ones((1, 76)) + np.arange(76),
-                     ["K1"])
+    n = int(0.02 * len(grid))
+    cfg = grid_table(tmp_path, grid[:n], np.ones((1, n)) + np.arange(n), ["K1"])
     ds, _ = sources.build_dataset({**cfg, "min_good_fraction": 0.01}, "K")
     assert len(ds) == 1
 

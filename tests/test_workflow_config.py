@@ -37,14 +37,18 @@ def test_dry_run_expands_the_grid(tiny):
 def test_cv_jobs_per_model_trains_every_fold_in_one_job(tmp_path):
     root = workflow_copy(tmp_path, {"search": {"cv_jobs": "per_model"}})
     jobs = planned_jobs(root)
-    cv = [o for r, o in jobs if r == "cv_deep"]
-    assert len(cv) == 6 * 3  # one per (run, deep model), not per fold
-    assert all(o.endswith("/fold0.csv") for o in cv)  # the first of its k outputs
-    # A pretrained model's one job needs every fold's encoder, each pretrained on that fold only.
+    count = lambda rule: sum(1 for r, _ in jobs if r == rule)
+    # one job per (run, model) for every fold and the final fit, not one per fold plus a fit
+    assert count("tune_fit_deep") == 6 * 3 and count("tune_fit_svm") == 6
+    assert count("cv_deep") == count("fit_deep") == count("cv_svm") == count("fit_svm") == 0
+    assert all(o.endswith("/fold0.csv") for r, o in jobs if r.startswith("tune_fit_"))
+    assert count("cv_reference") == 6 * 2  # reference models keep a job per fold
+    # A pretrained model's one job needs every fold's encoder, each pretrained on that fold
+    # only, and the final fit's, pretrained on the whole training part.
     target = "results/simulated/K/frac0.5_seed0/cv/bert_cnn_pretrained/fold1.csv"
     needed = sorted(o for r, o in planned_jobs(root, target) if r == "pretrain")
-    assert needed == [f"results/simulated/K/frac0.5_seed0/pretrain/bert_cnn_pretrained/fold{k}/encoder.pt"
-                      for k in (0, 1)]
+    assert needed == [f"results/simulated/K/frac0.5_seed0/pretrain/bert_cnn_pretrained/{part}/encoder.pt"
+                      for part in ("fold0", "fold1", "train")]
     bad = workflow_copy(tmp_path / "bad", {"search": {"cv_jobs": "per_model", "strategy": "halving"}})
     result = snakemake(bad, "-n")
     assert result.returncode != 0 and "search.cv_jobs" in result.stdout + result.stderr
@@ -83,11 +87,10 @@ def test_default_config_is_valid_and_quick_grid_is_complete(tmp_path):
     # the shipped default, its ../shared paths made absolute
     write_config(root, absolute_shared_paths(yaml.safe_load((REPO / "config.yaml").read_text())))
     jobs = planned_jobs(root)
-    fits = [o for r, o in jobs if r in ("fit_svm", "fit_deep")]
-    assert len(fits) == 3 * 3 * 2 * 3  # types x fractions x seeds x (svm, cnn, bert_cnn)
-    # every model is tuned by CV: the SVM per fold, each deep model in one job per run
-    assert sum(1 for r, _ in jobs if r == "cv_svm") == 3 * 3 * 2 * 3
-    assert sum(1 for r, _ in jobs if r == "cv_deep") == 3 * 3 * 2 * 2
+    # types x fractions x seeds: the SVM and each deep model tuned by CV and fitted in one job
+    assert sum(1 for r, _ in jobs if r == "tune_fit_svm") == 3 * 3 * 2
+    assert sum(1 for r, _ in jobs if r == "tune_fit_deep") == 3 * 3 * 2 * 2
+    assert sum(1 for r, _ in jobs if r == "fit_reference") == 3 * 3 * 2 * 3
 
 
 BAD_CONFIGS = [
@@ -151,7 +154,8 @@ def test_pretraining_per_cv_fold_when_the_pretrained_grid_has_two_candidates(tmp
 
 def test_model_variants_of_one_family_run_side_by_side(tmp_path):
     """`family` lets two settings of one model (here its input) be models of their own."""
-    variants = {"cnn_standardized": {"family": "cnn", "fixed": {"input": "standardized"},
+    variants = {"cnn_standardized": {"family": "cnn", "fixed": {"input": "standardized",
+                                                              "max_epochs": 3},
                                      "grid": {"lr": [1.0e-3]}},
                 "svm_standardized": {"family": "svm", "fixed": {"input": "standardized"},
                                      "grid": {"C": [1, 10]}}}
@@ -162,8 +166,13 @@ def test_model_variants_of_one_family_run_side_by_side(tmp_path):
     assert fits == {("fit_svm", "svm"), ("fit_svm", "svm_standardized"), ("fit_deep", "cnn"),
                     ("fit_deep", "cnn_standardized")}
     assert sum(1 for r, o in jobs if r == "cv_svm" and "/svm_standardized/" in o) == 6 * 2
-    assert not [o for r, o in jobs if "cnn_standardized" in o and r == "cv_deep"]  # one candidate
+    # cv_epochs: CV chooses the variant's epochs, so even its one candidate gets fold jobs
+    assert sum(1 for r, o in jobs if "/cnn_standardized/" in o and r == "cv_deep") == 6 * 2
     root = workflow_copy(tmp_path / "bad", {"models": {"cnn2": {"grid": {"lr": [1.0e-3]}}},
                                             "experiment": {"models": ["cnn2"]}})
     result = snakemake(root, "-n")
     assert result.returncode != 0 and "models.cnn2.family" in result.stdout + result.stderr
+    root = workflow_copy(tmp_path / "no_epochs", {"models": {"cnn3": {
+        "family": "cnn", "grid": {"lr": [1.0e-3]}}}, "experiment": {"models": ["cnn3"]}})
+    result = snakemake(root, "-n")
+    assert result.returncode != 0 and "models.cnn3.fixed.max_epochs" in result.stdout + result.stderr
