@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The last commit whose CV jobs train candidates one after another, each with its own
 # Lightning Trainer (before the batched trainer was merged).
-BASELINE_REF = "ce2886f"
+BASELINE_REF = "6caf8b6"
 
 
 def baseline_src(path: str | None, keep: Path) -> Path:
