@@ -214,7 +214,8 @@ def svm_params_by_cv(cfg: dict, ds: SpectraSet, split: dict, change: dict, out: 
 
 def sweep(cfg: dict, types: list[str], seeds: list[int], threads: int,
           only: list[str] | None = None, training: dict | None = None) -> list[dict]:
-    from stellarspec.fit import evaluate_fit, final_fit, pretrain
+    from stellarspec.fit import final_fit, pretrain
+    from stellarspec.metrics import evaluate_fit
     from stellarspec.splits import make_split
 
     data = {t: simulated_set(cfg, t, 0.1, seed=1) for t in types}

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import yaml
 
-from stellarspec.fit import evaluate_fit, final_fit
+from stellarspec.fit import final_fit
+from stellarspec.metrics import evaluate_fit
 from stellarspec.io import atomic_path, package_versions, write_json
 from stellarspec.lightning_modules import bert_arch, build_classifier
 from stellarspec.splits import make_split

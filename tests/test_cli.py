@@ -18,6 +18,7 @@ import yaml
 from stellarspec import classify, cli, fit, sources
 from stellarspec.dataset import load_dataset
 from stellarspec.io import read_json, write_json
+from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import make_split
 
 from conftest import REPO
@@ -138,7 +139,7 @@ def test_export_holds_everything_to_use_the_model(tiny_fit, tmp_path):
     assert sum(bundle["training"]["train_counts"].values()) == bundle["training"]["n_train"]
     lo, hi = bundle["training"]["snr_range"]
     assert 0 < lo <= hi
-    assert bundle["metrics"]["accuracy"] == fit.evaluate_fit(tiny_fit)["metrics"]["accuracy"]
+    assert bundle["metrics"]["accuracy"] == evaluate_fit(tiny_fit)["metrics"]["accuracy"]
 
 
 def test_svm_fit_cannot_be_exported(tiny_fit, tmp_path):

@@ -24,13 +24,14 @@ from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
 from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_rows,
                                           cuda_batch_size, cuda_learning_rate)
+from stellarspec.metrics import evaluate_fit
 from stellarspec.preprocess import model_input, pixel_standardization
 from stellarspec.splits import fold_rows, make_split
 
 
 def fit_result(fit_dir) -> dict:
     """fit.json and the scores of a final fit, in one dict."""
-    result = fit.evaluate_fit(fit_dir)
+    result = evaluate_fit(fit_dir)
     return result["fit"] | result["metrics"]
 
 CLASSES = ["K1", "K3", "K5", "K7"]

@@ -12,6 +12,7 @@ import yaml
 from stellarspec import fit, sources
 from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
+from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import fold_rows, make_split
 from stellarspec.template_fit import fit_templates
 from workflow_helpers import REPO, planned_jobs, workflow_copy
@@ -40,7 +41,7 @@ def read_fit(out_dir, classes):
     assert np.allclose(pred[[f"p_{c}" for c in classes]].sum(axis=1), 1)
     info = read_json(out_dir / "fit.json")
     assert info["classes"] == list(classes) and info["n_test"] == len(pred)
-    return pred, info, fit.evaluate_fit(out_dir)["metrics"]
+    return pred, info, evaluate_fit(out_dir)["metrics"]
 
 
 def test_majority_predicts_the_training_parts_most_frequent_class(templates_set, tmp_path):

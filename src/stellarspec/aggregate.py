@@ -603,8 +603,8 @@ def write_tables(tables: dict, paths: dict, n_bootstrap: int = 1000,
     fraction = float(tables["table4"]["train_fraction"].iloc[0])
     if ceilings:
         table4 = tables["table4"]
-        table4["teff_only_ceiling"] = table4["type"].map(
-            {**ceilings, "average": float(np.mean(list(ceilings.values())))})
+        tables = {**tables, "table4": table4.assign(teff_only_ceiling=table4["type"].map(
+            {**ceilings, "average": float(np.mean(list(ceilings.values())))}))}
     ceiling = "\n".join(ceiling_note(ceilings))[1:] + "\n" if ceilings else ""
     render = {"table3": lambda t: table3_markdown(t, n_bootstrap) + ceiling,
               "table4": lambda t: table4_markdown(t, n_bootstrap, ceilings),

@@ -35,6 +35,7 @@ from . import preprocess, readers, sdss_fits, sources
 from .dataset import load_dataset
 from .io import atomic_path, read_json
 from .labels import match_subclass
+from .metrics import evaluate_fit
 from .progress import progress
 
 FORMAT = "stellarspec-model"
@@ -89,7 +90,7 @@ def bundle_from_fit(fit_dir) -> dict:
     config = ds.provenance.get("config", {})
     good = (~ds.mask[train]).mean(axis=1)
     counts = pd.Series(ds.label[train]).value_counts()
-    metrics = fit_module.evaluate_fit(fit_dir)["metrics"]
+    metrics = evaluate_fit(fit_dir)["metrics"]
     return {
         "format": FORMAT, "version": FORMAT_VERSION,
         "model": info["model"],
@@ -203,8 +204,6 @@ def load_model(path) -> Model:
     network = build_classifier(**bundle["architecture"])
     network.load_state_dict(bundle["state_dict"])
     return Model(bundle, network.eval(), str(path))
-
-
 
 
 # ----------------------------------------------------------------------------------- inputs

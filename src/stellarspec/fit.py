@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
-from .metrics import compute_metrics, evaluate_fit, predictions_frame  # noqa: F401 (re-exported)
+from .metrics import compute_metrics, predictions_frame
 from .preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import keep_freed_memory
@@ -671,8 +671,8 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
         history.insert(0, "epoch", np.arange(len(history)))
         write_csv(out_dir / "train_log.csv", history.iloc[:info["epochs"]].rename(
             columns={"val_accuracy": "val_acc"}).dropna(axis=1, how="all"))
-    # The scores come later, from predictions.csv (metrics.evaluate_fit, in aggregate), so that a change in how they
-    # are computed never retrains a model.
+    # The scores come later, from predictions.csv (in aggregate), so that a change in how
+    # they are computed never retrains a model.
     write_json(out_dir / "fit.json", {
         "model": model, "params": params, "seed": int(seed), "classes": list(ds.classes),
         "selection": {k: v for k, v in (selection or {}).items() if k != "params"},

@@ -6,8 +6,12 @@ stellar type (e.g. K1 K3 K5 K7), which is also the model's class index order.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from .io import read_json
 
 
 def label_indices(labels, classes: list[str]) -> np.ndarray:
@@ -106,10 +110,6 @@ def scores_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 def evaluate_fit(fit_dir) -> dict:
     """{'fit': fit.json, 'metrics': compute_metrics(predictions.csv)} of one final fit."""
-    from pathlib import Path
-
-    from .io import read_json
-
     fit_dir = Path(fit_dir)
     info = read_json(fit_dir / "fit.json")
     predictions = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str, "true": str, "pred": str})

@@ -16,7 +16,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
 from .preprocess import model_input
-from .search import candidates  # noqa: F401 (svm.candidates, as before)
+from .search import candidates
 
 KERNELS = ("rbf", "linear")
 

@@ -25,7 +25,7 @@ def check_config(cfg):
         if settings["family"] not in FAMILIES:
             _config_error(f"models.{model}.family", f"{model} is not a model family, so it needs "
                           f"family: one of {', '.join(FAMILIES)}")
-        deep = settings["family"] in ("cnn", "bert_cnn", "bert_cnn_pretrained")
+        deep = settings["family"] not in ("svm",) + REFERENCE_FAMILIES
         if deep and "max_epochs" not in settings["fixed"] and "max_epochs" not in settings.get("grid", {}):
             _config_error(f"models.{model}.fixed.max_epochs", f"deep model {model} needs max_epochs "
                           "(in fixed, or in its grid)")
