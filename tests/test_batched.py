@@ -31,14 +31,16 @@ def weights(result, m):
     return {k: v[m] for k, v in result["module"].params(best=True).items()}
 
 
+@pytest.mark.parametrize("stacking", ["vmap", "loop"])
 @pytest.mark.parametrize("model,extra", [("cnn", {}), ("bert_cnn", {**SMALL_BERT,
                                                                      "encoder_dropout": 0.0})])
-def test_stacked_training_equals_separate_trainings(data, tmp_path, model, extra):
+def test_stacked_training_equals_separate_trainings(data, tmp_path, model, extra, stacking):
     # Dropout off, each candidate's own data order: the stack of 3 gives each candidate the
-    # weights and predictions it gets trained alone. lr = 0 does not move at all.
+    # weights and predictions it gets trained alone, vectorised or one after another.
     candidates = [{**TRAINING, **extra, "dropout": 0.0, "lr": lr} for lr in (3e-3, 1e-3, 0.0)]
     seeds = [11, 12, 13]
-    stacked = group(data, model, candidates, seeds, tmp_path, "stack")
+    stacked = group(data, model, candidates, seeds, tmp_path, "stack",
+                    training={**HOLDOUT, "stacking": stacking})
     for m, (candidate, seed) in enumerate(zip(candidates, seeds)):
         alone = group(data, model, [candidate], [seed], tmp_path, f"alone{m}")
         # Float tolerance: vmap's batched kernels round differently from the single model's,
@@ -47,6 +49,24 @@ def test_stacked_training_equals_separate_trainings(data, tmp_path, model, extra
         for k, v in weights(alone, 0).items():
             torch.testing.assert_close(weights(stacked, m)[k], v, rtol=1e-3, atol=3e-4)
         np.testing.assert_allclose(stacked["proba"][m], alone["proba"][0], rtol=1e-3, atol=1e-4)
+
+
+def test_loop_stacking_with_dropout_trains_each_candidate_as_alone(data, tmp_path):
+    # Loop mode draws each candidate's dropout masks from its own seed, so with dropout on a
+    # candidate's fit does not depend on its stack: the same weights as trained alone (only
+    # float rounding of the shared Adam step differs), at each candidate's own rate.
+    candidates = [{**TRAINING, "dropout": p, "lr": 3e-3} for p in (0.2, 0.5)]
+    loop = {**HOLDOUT, "stacking": "loop"}
+    stacked = group(data, "cnn", candidates, [21, 22], tmp_path, "stack", training=loop)
+    for m, seed in enumerate([21, 22]):
+        alone = group(data, "cnn", [candidates[m]], [seed], tmp_path, f"alone{m}",
+                      training=loop)
+        for k, v in weights(alone, 0).items():
+            torch.testing.assert_close(weights(stacked, m)[k], v, rtol=1e-5, atol=1e-6)
+    swapped = group(data, "cnn", [{**candidates[0], "dropout": 0.5}], [21], tmp_path,
+                    "swapped", training=loop)
+    assert any(not torch.allclose(weights(swapped, 0)[k], v)
+               for k, v in weights(stacked, 0).items())  # the rate is the candidate's own
 
 
 def test_zero_learning_rate_does_not_move(data, tmp_path):

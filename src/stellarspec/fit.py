@@ -48,7 +48,7 @@ CV_COLUMNS = ["params", "rung", "epoch", "accuracy", "f1_macro", "val_loss", "n_
 # training: settings of how deep models train (config `training:`, schema for the docs).
 TRAINING_DEFAULTS = {"stopping": "holdout", "holdout_fraction": 0.1, "min_epochs": 1,
                      "precision": "32-true", "cuda_batch_scaling": False, "memory_mb": 2000,
-                     "gpu_memory_fraction": 0.8}
+                     "gpu_memory_fraction": 0.8, "stacking": "auto"}
 
 
 
@@ -273,7 +273,7 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
     module = BatchedClassifierModule(
         networks, run, data_seeds, seed, (flux[train_rows], y[train_rows]),
         (flux[val_rows], y[val_rows]), max_epochs, int(training["min_epochs"]),
-        training["precision"])
+        training["precision"], training["stacking"])
     if resumable:
         discard_stale_checkpoints(out_dir, training_fingerprint(
             ds, split, fold, model, {"candidates": run, "data_seeds": data_seeds,

@@ -61,9 +61,13 @@ def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def epoch_seed(seed: int, epoch: int, batch: int = 0) -> int:
-    """A seed that depends only on (seed, epoch, batch)."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), int(batch)]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, batch: int = 0, stream: int = 0) -> int:
+    """A seed that depends only on (seed, epoch, batch) and, when not 0, `stream`."""
+    key = [int(seed), int(epoch), int(batch)] + ([int(stream)] if stream else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+DROPOUT_STREAM = 1  # epoch_seed stream of a stacked candidate's dropout masks
 
 
 class EpochShuffleSampler(Sampler):
@@ -248,10 +252,10 @@ class BatchedClassifierModule(pl.LightningModule):
 
     def __init__(self, models: list, candidates: list[dict], data_seeds: list[int], seed: int,
                  train: tuple, val: tuple | None, max_epochs: int, min_epochs: int,
-                 precision: str = "32-true"):
+                 precision: str = "32-true", stacking: str = "auto"):
         super().__init__()
         self.automatic_optimization = False
-        self.stacked = Stacked(models)
+        self.stacked = Stacked(models, stacking)
         self.n_models, self.seed, self.data_seeds = len(models), int(seed), list(data_seeds)
         self.batch_size = int(candidates[0]["batch_size"])
         self.min_epochs, self.precision_name = int(min_epochs), precision
@@ -295,14 +299,16 @@ class BatchedClassifierModule(pl.LightningModule):
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
                               enabled=self.precision_name == "bf16-mixed")
 
-    def logits(self, flux: torch.Tensor, best: bool = False, chunk: int = 512) -> torch.Tensor:
-        """Eval-mode logits (M, N, C) of the current (or best) weights for flux (N, L)."""
+    def logits(self, flux: torch.Tensor, best: bool = False, chunk: int = 512,
+               skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Eval-mode logits (M, N, C) of the current (or best) weights for flux (N, L);
+        `skip` (M,) as in Stacked.forward."""
         out = []
         with torch.no_grad(), self.autocast():
             for start in range(0, len(flux), chunk):
                 x = flux[start:start + chunk].expand(self.n_models, -1, -1)
                 out.append(self.stacked.forward(self.params(best), self.buffers_(), x,
-                                                training=False).float())
+                                                training=False, skip=skip).float())
         return torch.cat(out, dim=1)
 
     # --- Lightning hooks -------------------------------------------------------------------
@@ -321,11 +327,20 @@ class BatchedClassifierModule(pl.LightningModule):
         self.epoch_loss = torch.zeros(self.n_models, device=self.device)
 
     def training_step(self, step, batch_idx):
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # dropout
+        epoch = self.current_epoch
         rows = self.order[:, batch_idx * self.batch_size:(batch_idx + 1) * self.batch_size]
+        loop = self.stacked.mode(self.device) == "loop"
+        if loop:  # each candidate's masks from its own seed: what it draws trained alone
+            def before_each(i):
+                torch.manual_seed(epoch_seed(self.data_seeds[i], epoch, batch_idx,
+                                             DROPOUT_STREAM))
+        else:  # one draw for the stack (vmap)
+            torch.manual_seed(epoch_seed(self.seed, epoch, batch_idx))
+            before_each = None
         with self.autocast():
             logits = self.stacked.forward(self.params(), self.buffers_(), self.train_x[rows],
-                                          training=True)  # (M, b, C)
+                                          training=True, skip=~self.state.active if loop
+                                          else None, before_each=before_each)  # (M, b, C)
         loss = cross_entropy_per_model(logits, self.train_y[rows])  # (M,)
         optimizer = self.optimizers()
         self.manual_backward(loss.sum())  # each candidate's gradient is its own loss's
@@ -345,7 +360,7 @@ class BatchedClassifierModule(pl.LightningModule):
         self.history.train_loss[epoch] = torch.where(active, self.epoch_loss / len(self.train_y),
                                                      nan)
         if self.has_val:
-            logits = self.logits(self.val_x)  # (M, N, C)
+            logits = self.logits(self.val_x, skip=~active)  # (M, N, C); frozen: not recorded
             val_loss = cross_entropy_per_model(logits, self.val_y)
             scores = scores_from_confusion(confusion_matrices(
                 logits.argmax(-1), self.val_y, logits.shape[-1]).cpu().numpy())

@@ -80,10 +80,10 @@ class Dropout(nn.Dropout):
     PyTorch's CPU dropout draws one 32-bit Mersenne-Twister number per element (bernoulli_),
     a quarter of a BERT-CNN training step here. This splits 64-bit draws into four 16-bit
     uniforms, several times faster (benchmarks/bench_kernels.py): the same keep-or-zero mask
-    and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999).
-    Elsewhere it is nn.Dropout. The rate is also a buffer (`rate`, not saved in state
-    dicts): candidates stacked by torch.func (batched.py) each bring their own, so under vmap
-    the mask uses that per-model tensor instead of the float `p`.
+    and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999); on
+    other devices the same from the device's generator. The rate is a buffer (`rate`, not
+    saved in state dicts) and is what the mask uses: candidates stacked by torch.func
+    (batched.py) each bring their own, under vmap or one after another.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
@@ -91,11 +91,16 @@ class Dropout(nn.Dropout):
         self.register_buffer("rate", torch.tensor(float(p)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and stacked(self.rate):
+        if not self.training:
+            return x
+        if stacked(self.rate) or x.device.type != "cpu":
             return stacked_dropout(x, self.rate)
-        if not self.training or x.device.type != "cpu" or not 0 < self.p < 1:
-            return super().forward(x)
-        n_dropped = round(self.p * 65536)  # of the 65536 values of a 16-bit uniform
+        # The rate buffer, not `p`: stacked candidates run one by one (batched.py, loop mode)
+        # swap in their own rate.
+        p = float(self.rate)
+        if not 0 < p < 1:
+            return F.dropout(x, p, True)
+        n_dropped = round(p * 65536)  # of the 65536 values of a 16-bit uniform
         bits = torch.randint(-2**63, 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64)
         uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
         keep = uniform >= n_dropped - 32768
