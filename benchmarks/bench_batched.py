@@ -36,8 +36,20 @@ LRS = [1.0e-2, 1.0e-3, 5.0e-4, 1.0e-4, 5.0e-5, 2.0e-5, 1.0e-5]
 DROPOUTS = [0.1, 0.2, 0.4, 0.5, 0.6, 0.8]
 
 
+def load_config(overlay: Path | None) -> dict:
+    """config.yaml, with `overlay` (e.g. config/paper.yaml) merged over it as Snakemake does."""
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) \
+                else v
+        return a
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    return merge(cfg, yaml.safe_load(Path(overlay).read_text())) if overlay else cfg
+
+
 def build_data(data_dir: Path, stellar_type: str, scale: float, train_fraction: float,
-               folds: int) -> tuple[Path, Path]:
+               folds: int, cfg: dict) -> tuple[Path, Path]:
     """dataset.npz and split.json in data_dir (built once)."""
     from stellarspec.dataset import save_dataset
     from stellarspec.io import write_json
@@ -46,7 +58,6 @@ def build_data(data_dir: Path, stellar_type: str, scale: float, train_fraction: 
 
     dataset, split = data_dir / "dataset.npz", data_dir / "split.json"
     if not (dataset.exists() and split.exists()):
-        cfg = yaml.safe_load((REPO / "config.yaml").read_text())
         cfg = {**cfg, "source": "simulated", "scale": scale}
         ds = build_dataset(cfg, stellar_type)[0]
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -56,10 +67,9 @@ def build_data(data_dir: Path, stellar_type: str, scale: float, train_fraction: 
 
 
 def run(dataset: Path, split: Path, model: str, epochs: int, fold: int, threads: int,
-        n_lrs: int, n_dropouts: int) -> dict:
+        n_lrs: int, n_dropouts: int, cfg: dict) -> dict:
     from stellarspec import fit
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     fixed = {**cfg["models"][model]["fixed"], "max_epochs": epochs, "patience": epochs}
     fixed.update({k: v[0] for k, v in cfg["models"][model]["grid"].items()
                   if k not in ("lr", "dropout")})
@@ -98,11 +108,16 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lrs", type=int, default=len(LRS), help="first N learning rates")
     parser.add_argument("--dropouts", type=int, default=len(DROPOUTS), help="first N dropouts")
+    parser.add_argument("--config", type=Path, help="merged over config.yaml (model settings, "
+                        "pixel grid), e.g. config/paper.yaml")
     args = parser.parse_args(argv)
+    cfg = load_config(args.config)
     dataset, split = build_data(args.data, args.type, args.scale, args.train_fraction,
-                                args.folds)
+                                args.folds, cfg)
     result = run(dataset, split, args.model, args.epochs, args.fold, args.threads, args.lrs,
-                 args.dropouts)
+                 args.dropouts, cfg)
+    result["config"] = str(args.config or "config.yaml")
+    result["n_pixels"] = int(cfg["grid"]["n_pixels"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"{result['implementation']}: {result['n_candidates']} candidates x {args.epochs} "

@@ -10,16 +10,17 @@ choose the same candidate and the Spearman correlation of their CV scores (their
 streams differ: data order and dropout masks are drawn per candidate in the batched trainer).
 
 B10 (--b10): the cost of config/paper.yaml's deep CV, from per-candidate-epoch costs measured
-here at the paper's data size (simulated K spectra at scale 1, train fraction 0.7, a 10-fold
-CV fold): the batched trainer on a stack of 6 candidates (3 learning rates x 2 dropouts) and
-the sequential loop on two candidates, each at 1 and 1 + --b10-epochs epochs (the difference
-gives the cost per candidate-epoch; the rest is the fixed cost per job or fit). Totals are
-arithmetic on those costs (written out in the JSON): grid search with every candidate trained
-to max_epochs (an upper bound; early stopping ends many sooner), and successive halving with
-config/paper.yaml's max_epochs and search settings (eta, first rung) as given, default eta 3,
-5 epochs. Cost per epoch is taken as proportional to the number of fit spectra (B7 measured
-exponents below 1, so this overstates small fractions). GPU time is projected, not measured,
-unless a GPU is present: see `gpu_projection`.
+here with config/paper.yaml's model settings (its encoder size, input, pixel grid; the grid's
+first batch size and hidden units) on simulated K spectra at --b10-scale of the paper's counts
+(train fraction 0.7, a 10-fold CV fold): the batched trainer on a stack of --b10-stack
+candidates (learning rates) and the sequential loop on two candidates, each at 1 and
+1 + --b10-epochs epochs (the difference gives the cost per candidate-epoch; the rest is the
+fixed cost per job or fit). Totals are arithmetic on those costs (written out in the JSON):
+grid search with every candidate trained to max_epochs (an upper bound; early stopping ends
+many sooner), and successive halving with config/paper.yaml's max_epochs and search settings
+(eta, first rung) as given, default eta 3, 5 epochs. Cost per epoch is taken as proportional
+to the number of fit spectra (B7 measured exponents below 1, so this overstates the paper's
+sizes from a smaller measurement). GPU time is projected, not measured, unless a GPU is present: see `gpu_projection`.
 
     python benchmarks/bench_search.py --b9 --out results/bench/search_b9.json
     python benchmarks/bench_search.py --b10 --out results/bench/search_b10.json
@@ -173,19 +174,22 @@ def b10(args) -> dict:
     import numpy as np
 
     sys.path.insert(0, str(REPO / "src"))
+    from stellarspec.fit import DEEP_MODELS
     from stellarspec.search import rung_epochs, search_settings
 
     cfg = paper_config()
     work = Path(tempfile.mkdtemp(prefix="b10-"))
     old_src, new_src = baseline_src(args.baseline_src, work / "baseline"), REPO / "src"
     data = work / "data"
-    shape = ["--scale", "1.0", "--folds", str(cfg["experiment"]["cv_folds"]),
-             "--train-fraction", "0.7"]
+    # The paper's model settings and pixel grid (config/paper.yaml), at --b10-scale of its
+    # counts: cost per epoch is taken as proportional to the fit spectra below.
+    shape = ["--config", str(REPO / "config" / "paper.yaml"), "--scale", str(args.b10_scale),
+             "--folds", str(cfg["experiment"]["cv_folds"]), "--train-fraction", "0.7"]
     measured = {}
     for model in ("cnn", "bert_cnn"):
         news = [bench_run(new_src, data, work / f"{model}_new{e}.json",
-                          shape + ["--model", model, "--epochs", str(e), "--lrs", "3",
-                                   "--dropouts", "2"], args.threads)
+                          shape + ["--model", model, "--epochs", str(e), "--lrs",
+                                   str(args.b10_stack), "--dropouts", "1"], args.threads)
                 for e in (1, 1 + args.b10_epochs)]
         new = news[0]
         new_epoch = (news[1]["seconds"] - news[0]["seconds"]) / (
@@ -206,7 +210,7 @@ def b10(args) -> dict:
         print(model, json.dumps({k: v for k, v in measured[model].items() if k != "runs"}),
               file=sys.stderr, flush=True)
     exp = cfg["experiment"]
-    deep = [m for m in exp["models"] if m != "svm"]
+    deep = [m for m in exp["models"] if m in DEEP_MODELS]
     search = search_settings({**cfg.get("search", {}), "strategy": "halving"})
     totals = {"sequential_grid": 0.0, "batched_grid": 0.0, "batched_halving": 0.0}
     jobs = 0
@@ -239,6 +243,7 @@ def b10(args) -> dict:
         measured[family]["grid_candidate_epochs"] = n_cand * max_epochs
     core_hours = {k: v * args.threads / 3600 for k, v in totals.items()}
     return {"measured": measured, "threads": args.threads, "cv_jobs": jobs,
+            "scale": args.b10_scale, "n_pixels": int(cfg["grid"]["n_pixels"]),
             "search": search, "core_hours": core_hours,
             "core_years": {k: v / (24 * 365) for k, v in core_hours.items()},
             "gpu_projection": gpu_projection(core_hours)}
@@ -270,6 +275,10 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--b10-epochs", type=int, default=2)
+    parser.add_argument("--b10-scale", type=float, default=0.2,
+                        help="B10: share of the paper's counts the costs are measured on")
+    parser.add_argument("--b10-stack", type=int, default=3,
+                        help="B10: candidates in the measured batched stack (learning rates)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     result = b9(args) if args.b9 else b10(args)
@@ -337,8 +346,11 @@ def section(key: str, rec: dict) -> list[str]:
                       "model's FLOPs can go past that ratio by removing overhead; stacking "
                       "pays on a GPU, where one model's steps leave the device idle."]
         return lines
-    lines = ["Measured per-candidate-epoch costs at the paper's size (K, scale 1, train "
-             "fraction 0.7, one 10-fold CV fold; 1 thread):", "",
+    lines = ["Measured per-candidate-epoch costs with config/paper.yaml's model settings "
+             "(encoder, input, the smallest grid batch size and hidden units) and its "
+             f"{r.get('n_pixels', '?')}-pixel grid, on K spectra at "
+             f"{r.get('scale', 1.0)} of the paper's counts (train fraction 0.7, one 10-fold CV "
+             "fold; 1 thread), scaled to each run's fit spectra:", "",
              "| model | fit spectra | batched s/candidate-epoch (stack) | sequential s/epoch "
              "| sequential fixed s/fit | grid candidate-epochs | halving rungs | halving "
              "candidate-epochs |", "|---|---|---|---|---|---|---|---|"]
