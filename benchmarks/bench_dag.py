@@ -26,6 +26,7 @@ from stellarspec.io import package_versions, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SHARED = Path(os.environ.get("STELLARSPEC_SHARED", REPO.parent / "shared")).resolve()
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "config", "workflow", "src", "envs"]
 
 
@@ -62,6 +63,9 @@ def dry_run(configfile: str | None, cores: int) -> tuple[float, dict[str, int]]:
     """(seconds, jobs per rule) of one dry run in a fresh copy of the workflow."""
     with tempfile.TemporaryDirectory(prefix="stellarspec-dag-") as tmp:
         root = copy_workflow(Path(tmp) / "workflow-copy")
+        # The configs name the shared data as ../shared (templates, libraries): link it beside
+        # the copy, as it lies beside the checkout.
+        (Path(tmp) / "shared").symlink_to(SHARED, target_is_directory=True)
         cmd = [SNAKEMAKE, "--cores", str(cores), "-n"]
         if configfile:
             cmd += ["--configfile", configfile]
