@@ -77,7 +77,7 @@ class Stacked:
                                                                              flux)
         # unbind: one backward node per tensor that stacks the M gradients (indexing would
         # make one full-size gradient per model)
-        p_rows = {k: v.unbind(0) for k, v in params.items()}
+        p_rows = {k: [channels_last(r) for r in v.unbind(0)] for k, v in params.items()}
         b_rows = {k: v.unbind(0) for k, v in buffers.items()}
         run = [i for i in range(self.n_models) if skip is None or not bool(skip[i])] or [0]
         out = {}
@@ -94,6 +94,17 @@ class Stacked:
         state = {k: v[index] for k, v in {**params, **buffers}.items()}
         model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()})
         return model
+
+
+def channels_last(weight: torch.Tensor) -> torch.Tensor:
+    """A 4-d (convolution) weight in channels-last memory, as models.ConvBlocks keeps its own:
+    stacking copied it into the default layout, and the CPU convolution is fast only when
+    input and weight agree."""
+    if weight.dim() != 4:
+        return weight
+    # empty_like + copy_ rather than .contiguous(): that keeps a 1-channel weight's strides,
+    # which the convolution then does not read as channels-last
+    return torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
 
 
 def stacked_adam_(params: list[torch.Tensor], grads: list[torch.Tensor],

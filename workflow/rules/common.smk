@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation, paths, src inputs, target lists.
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -137,6 +138,12 @@ def grid_candidates(model):
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+@functools.cache
+def n_candidates(model):
+    """len(grid_candidates(model)), computed once: input functions ask for it per job."""
+    return len(grid_candidates(model))
+
+
 def by_epoch(model):
     """Deep models under training.stopping = cv_epochs: CV also chooses the number of epochs."""
     return model in DEEP_MODELS and config["training"]["stopping"] == "cv_epochs"
@@ -145,7 +152,7 @@ def by_epoch(model):
 def needs_cv(model):
     """One candidate leaves nothing to choose, so its CV fold jobs are skipped (unless CV
     chooses the number of epochs)."""
-    return len(grid_candidates(model)) > 1 or by_epoch(model)
+    return n_candidates(model) > 1 or by_epoch(model)
 
 
 def cv_inputs(wildcards):
@@ -167,7 +174,7 @@ def cv_rungs(model):
 
     settings = model_settings(model)
     max_epochs = settings.get("fixed", {}).get("max_epochs") or max(settings["grid"]["max_epochs"])
-    return rung_epochs(max_epochs, len(grid_candidates(model)), config["search"])
+    return rung_epochs(max_epochs, n_candidates(model), config["search"])
 
 
 def rung_of(wildcards):
