@@ -37,10 +37,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_batched import load_config  # noqa: E402
 # The last commit whose CV jobs train candidates one after another, each with its own
 # Lightning Trainer (before the batched trainer was merged).
 BASELINE_REF = "6caf8b6"
@@ -86,7 +88,7 @@ def compute_floor(model: str, n_fit: int, n_val: int, epochs: int, n_candidates:
     from stellarspec.lightning_modules import build_classifier
 
     torch.set_num_threads(threads)
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = load_config(None)
     params = {**cfg["models"][model]["fixed"],
               **{k: v[0] for k, v in cfg["models"][model]["grid"].items()}}
     batch, n_pixels = int(params["batch_size"]), int(cfg["grid"]["n_pixels"])
@@ -152,16 +154,7 @@ def b9(args) -> dict:
 # --- B10 ------------------------------------------------------------------------------------
 
 def paper_config() -> dict:
-    base = yaml.safe_load((REPO / "config.yaml").read_text())
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) \
-                else v
-        return a
-
-    return merge(base, paper)
+    return load_config(REPO / "config" / "paper.yaml")
 
 
 def n_fit_rows(cfg: dict, stellar_type: str, fraction: float) -> float:

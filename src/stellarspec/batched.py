@@ -25,13 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+STACKING = ("auto", "vmap", "loop")  # training.stacking (module docstring)
+
 # Settings that may differ between the candidates of one stacked group; every other setting
 # changes a shape (hidden units, batch size, encoder size, ...) or the schedule, so it splits
 # the candidates into separate groups.
 PER_CANDIDATE_KEYS = ("lr", "dropout", "encoder_dropout", "weight_decay", "patience")
-
-
-STACKING = ("auto", "vmap", "loop")  # training.stacking (module docstring)
 
 
 def group_key(params: dict) -> str:

@@ -91,31 +91,21 @@ class Dropout(nn.Dropout):
         self.register_buffer("rate", torch.tensor(float(p)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        if stacked(self.rate) or x.device.type != "cpu":
-            return stacked_dropout(x, self.rate)
-        # The rate buffer, not `p`: stacked candidates run one by one (batched.py, loop mode)
-        # swap in their own rate.
-        p = float(self.rate)
-        if not 0 < p < 1:
-            return F.dropout(x, p, True)
-        n_dropped = round(p * 65536)  # of the 65536 values of a 16-bit uniform
-        bits = torch.randint(-2**63, 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64)
-        uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
-        keep = uniform >= n_dropped - 32768
-        return x * keep.to(x.dtype).mul_(65536 / (65536 - n_dropped))
+        # The rate buffer, not `p`: stacked candidates bring their own (batched.py), under vmap
+        # or run one after another.
+        return stacked_dropout(x, self.rate) if self.training else x
 
 
 def stacked_dropout(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-    """Dropout at a per-model rate under vmap (vmap's randomness='different': each model
-    draws its own mask), from 16-bit uniforms as in Dropout."""
-    n_dropped = torch.round(rate.clamp(0, 1) * 65536)
+    """Dropout at the rate in the 0-d tensor `rate` (Dropout's mask; under vmap, with
+    randomness='different', each model draws its own), from 16-bit uniforms."""
+    n_dropped = torch.round(rate.clamp(0, 1) * 65536)  # of the 65536 values of a 16-bit uniform
     bits = torch.randint(-2**63, 2**63 - 1, (-(-x.numel() // 4),), dtype=torch.int64,
                          device=x.device)
     uniform = bits.view(torch.int16)[:x.numel()].view(x.shape)  # on [-32768, 32767]
     keep = uniform >= n_dropped - 32768
-    return x * keep.to(x.dtype) * torch.where(n_dropped < 65536, 65536 / (65536 - n_dropped), 0)
+    scale = torch.where(n_dropped < 65536, 65536 / (65536 - n_dropped), 0)
+    return x * keep.to(x.dtype).mul_(scale)
 
 
 class ConvBlocks(nn.Module):
