@@ -231,6 +231,16 @@ def test_halving_keeps_the_top_third_and_the_csv_records_every_rung(data, tmp_pa
     best = fit.select_params(final, "accuracy", by_epoch=True)  # among the last rung's
     assert json.dumps({k: best[k] for k in grid}, sort_keys=True) in kept
 
+    # One job for every fold (search.cv_jobs = per_model) runs the same rungs, promotes the
+    # same candidates and writes the same CSVs as the per-fold jobs above.
+    one_job = [tmp_path / "per_model" / f"fold{f}.csv" for f in range(2)]
+    fit.cv_every_fold(dataset, split, "cnn", fixed, grid, one_job, "accuracy", by_epoch=True,
+                      **kw)
+    assert read_json(one_job[0].with_name("promoted.rung0.json"))["candidates"] == kept
+    for f in range(2):
+        ours, theirs = (pd.read_csv(c).drop(columns="seconds") for c in (one_job[f], final[f]))
+        pd.testing.assert_frame_equal(ours, theirs)
+
 
 KILLED_CV = """
 import sys, time

@@ -49,9 +49,11 @@ def test_cv_jobs_per_model_trains_every_fold_in_one_job(tmp_path):
     needed = sorted(o for r, o in planned_jobs(root, target) if r == "pretrain")
     assert needed == [f"results/simulated/K/frac0.5_seed0/pretrain/bert_cnn_pretrained/{part}/encoder.pt"
                       for part in ("fold0", "fold1", "train")]
-    bad = workflow_copy(tmp_path / "bad", {"search": {"cv_jobs": "per_model", "strategy": "halving"}})
-    result = snakemake(bad, "-n")
-    assert result.returncode != 0 and "search.cv_jobs" in result.stdout + result.stderr
+    # halving promotes inside the one job: no rung or promote jobs in the DAG
+    halving = planned_jobs(workflow_copy(tmp_path / "halving", {
+        "search": {"cv_jobs": "per_model", "strategy": "halving", "eta": 2, "first_rung_epochs": 1}}))
+    rules = {r for r, _ in halving}
+    assert "tune_fit_deep" in rules and not rules & {"cv_deep_rung", "promote_rung", "cv_deep"}
 
 
 def test_halving_plans_a_job_per_rung_and_fold_and_a_promote_job_per_rung(tmp_path):

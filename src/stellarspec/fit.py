@@ -387,6 +387,38 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
     write_csv(out_csv, table)
 
 
+def cv_every_fold(dataset, split, model: str, fixed: dict, grid: dict, out_csvs: list,
+                  metric: str, by_epoch: bool = False, workdirs=None, pretrained=None,
+                  search=None, **kwargs) -> None:
+    """cv_fold on every fold in turn, one CSV per fold in `out_csvs` (search.cv_jobs =
+    per_model). With halving, each rung runs on every fold before the next; its candidates
+    are promoted by the mean score over all folds (promote), and its fold CSVs and JSON are
+    written beside the fold CSVs under the names the per-fold jobs give them, so both job
+    layouts train, score and choose the same candidates."""
+    search = search_settings(search)
+    workdirs = workdirs or [None] * len(out_csvs)
+    pretrained = pretrained or [None] * len(out_csvs)
+    n_rungs = 1
+    if model in DEEP_MODELS and search["strategy"] == "halving":
+        max_epochs = fixed.get("max_epochs") or max(grid["max_epochs"])
+        n_rungs = len(rung_epochs(int(max_epochs), len(candidates(grid, fixed)), search))
+    cv_dir = Path(out_csvs[0]).parent
+    previous = [None] * len(out_csvs)
+    promoted = None
+    for rung in range(n_rungs):
+        last = rung == n_rungs - 1
+        csvs = (list(out_csvs) if last else
+                [Path(c).with_name(f"{Path(c).stem}.rung{rung}.csv") for c in out_csvs])
+        for fold, out in enumerate(csvs):
+            cv_fold(dataset, split, fold, model, fixed, grid, out, workdir=workdirs[fold],
+                    pretrained=pretrained[fold], search=search, rung=rung, promoted=promoted,
+                    previous_csv=previous[fold], **kwargs)
+        if not last:
+            promoted = cv_dir / f"promoted.rung{rung}.json"
+            promote(csvs, metric, rung, search["eta"], promoted, by_epoch=by_epoch)
+            previous = csvs
+
+
 def _cv_row(params: dict, metrics: dict, n_fit: int, seconds: float) -> dict:
     """The CV CSV row of a candidate scored once (SVM, reference models): no epochs."""
     return {"params": params, "rung": 0, "epoch": None, "accuracy": metrics["accuracy"],

@@ -199,9 +199,6 @@ def halving_inputs(wildcards):
 # search.cv_jobs: a CV job per fold and a fit job (cv_svm + fit_svm, cv_deep + fit_deep), or
 # one job per model for both (tune_fit_svm, tune_fit_deep). Reference models: always per fold.
 PER_FOLD = config["search"]["cv_jobs"] == "per_fold"
-if not PER_FOLD and config["search"]["strategy"] == "halving":
-    _config_error("search.cv_jobs", "halving promotes candidates between rungs across every "
-                  "fold's job, so it needs cv_jobs: per_fold")
 
 
 def cv_pretrained_encoders(wildcards):

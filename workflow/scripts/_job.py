@@ -27,25 +27,28 @@ def device_slot(snakemake):
 
 def cv_folds(snakemake, outputs) -> None:
     """Score the rule's model's candidates on CV folds, one CSV in `outputs` per fold: the
-    job's {fold}, or every fold in turn (the deep rules with search.cv_jobs = per_model)."""
-    from stellarspec.fit import cv_fold
+    job's {fold} (fit.cv_fold), or every fold in turn, with halving rung by rung (the
+    tune_fit rules of search.cv_jobs = per_model: fit.cv_every_fold)."""
+    from stellarspec.fit import cv_every_fold, cv_fold
 
     params = snakemake.params
-    folds = ([int(snakemake.wildcards.fold)] if "fold" in snakemake.wildcards.keys()
-             else range(len(outputs)))
     pretrained = snakemake.input.get("pretrained") or []
     pretrained = [pretrained] if isinstance(pretrained, str) else list(pretrained)
-    workdirs = params.get("workdir") or [None] * len(outputs)
-    for i, fold in enumerate(folds):
-        cv_fold(snakemake.input.data, snakemake.input.split, fold, params.settings["family"],
-                params.settings.get("fixed", {}), params.settings["grid"], outputs[i],
-                threads=snakemake.threads, seed=int(snakemake.wildcards.seed),
-                pretrained=pretrained[i] if pretrained else None,
-                templates=snakemake.input.get("templates") or None,
-                workdir=workdirs[i], training=params.get("training"),
-                search=params.get("search"), rung=params.get("rung") or 0,
-                promoted=snakemake.input.get("promoted"),
-                previous_csv=snakemake.input.get("previous"))
+    common = dict(model=params.settings["family"], fixed=params.settings.get("fixed", {}),
+                  grid=params.settings["grid"], threads=snakemake.threads,
+                  seed=int(snakemake.wildcards.seed),
+                  templates=snakemake.input.get("templates") or None,
+                  training=params.get("training"), search=params.get("search"))
+    if "fold" not in snakemake.wildcards.keys():
+        cv_every_fold(snakemake.input.data, snakemake.input.split, out_csvs=list(outputs),
+                      metric=params.metric, by_epoch=params.by_epoch,
+                      workdirs=params.get("workdir"), pretrained=pretrained or None, **common)
+        return
+    cv_fold(snakemake.input.data, snakemake.input.split, int(snakemake.wildcards.fold),
+            out_csv=outputs[0], pretrained=pretrained[0] if pretrained else None,
+            workdir=(params.get("workdir") or [None])[0], rung=params.get("rung") or 0,
+            promoted=snakemake.input.get("promoted"),
+            previous_csv=snakemake.input.get("previous"), **common)
 
 
 def choose_and_fit(snakemake, fold_csvs, pretrained=None) -> None:
