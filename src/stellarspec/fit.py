@@ -33,7 +33,7 @@ from .metrics import compute_metrics, predictions_frame
 from .preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import keep_freed_memory
-from .search import candidates, rung_epochs, search_settings
+from .search import candidates, model_rungs, rung_epochs, search_settings
 from .splits import fold_rows
 
 if TYPE_CHECKING:
@@ -398,10 +398,7 @@ def cv_every_fold(dataset, split, model: str, fixed: dict, grid: dict, out_csvs:
     search = search_settings(search)
     workdirs = workdirs or [None] * len(out_csvs)
     pretrained = pretrained or [None] * len(out_csvs)
-    n_rungs = 1
-    if model in DEEP_MODELS and search["strategy"] == "halving":
-        max_epochs = fixed.get("max_epochs") or max(grid["max_epochs"])
-        n_rungs = len(rung_epochs(int(max_epochs), len(candidates(grid, fixed)), search))
+    n_rungs = len(model_rungs(fixed, grid, search)) if model in DEEP_MODELS else 1
     cv_dir = Path(out_csvs[0]).parent
     previous = [None] * len(out_csvs)
     promoted = None

@@ -33,6 +33,13 @@ def rung_epochs(max_epochs: int, n_candidates: int, search: dict) -> list[int]:
     return rungs + [int(max_epochs)]
 
 
+def model_rungs(fixed: dict, grid: dict, search: dict | None) -> list[int]:
+    """rung_epochs for one model's settings: its max_epochs (fixed, else the grid's largest)
+    and its number of candidates."""
+    max_epochs = (fixed or {}).get("max_epochs") or max(grid["max_epochs"])
+    return rung_epochs(int(max_epochs), len(candidates(grid, fixed)), search)
+
+
 def candidates(grid: dict, fixed: dict | None = None) -> list[tuple[dict, dict]]:
     """The Cartesian product of `grid` (key -> list) in grid order, as (grid params, full
     params = grid params merged over `fixed`) pairs."""

@@ -168,13 +168,14 @@ def template_file(wildcards):
     return []
 
 
+@functools.cache
 def cv_rungs(model):
-    """The epoch budget of each CV rung of a deep model (one rung unless search is halving)."""
-    from stellarspec.search import rung_epochs
+    """The epoch budget of each CV rung of a deep model (one rung unless search is halving);
+    computed once per model: input functions ask for it per job."""
+    from stellarspec.search import model_rungs
 
     settings = model_settings(model)
-    max_epochs = settings.get("fixed", {}).get("max_epochs") or max(settings["grid"]["max_epochs"])
-    return rung_epochs(max_epochs, n_candidates(model), config["search"])
+    return model_rungs(settings.get("fixed", {}), settings["grid"], config["search"])
 
 
 def rung_of(wildcards):
