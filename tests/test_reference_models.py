@@ -170,9 +170,13 @@ def test_old_dataset_files_load_with_unit_weights(templates_set, tmp_path):
 def test_dry_run_plans_the_reference_jobs(tmp_path):
     root = workflow_copy(tmp_path)
     jobs = planned_jobs(root)
+    # snr_only has a grid: one tune_fit_reference job per run scores its folds and fits it
+    # (planned by its first output, fold0.csv); majority and template_fit are only fitted.
     fits = {o for r, o in jobs if r == "fit_reference"}
-    for model in ("majority", "snr_only", "template_fit"):
+    for model in ("majority", "template_fit"):
         assert sum(f"/fit/{model}/" in o for o in fits) == 3 * 2  # types x fractions, 1 seed
-    assert {o.split("/cv/")[1].split("/")[0] for r, o in jobs if r == "cv_reference"} == {"snr_only"}
+    tuned = [o for r, o in jobs if r == "tune_fit_reference"]
+    assert len(tuned) == 3 * 2 and all("/cv/snr_only/fold0.csv" in o for o in tuned)
+    assert not any(r == "cv_reference" for r, _ in jobs)
     assert not any(r in ("cv_deep", "fit_deep") and any(f"/{m}/" in o for m in
                    ("majority", "snr_only", "template_fit")) for r, o in jobs)

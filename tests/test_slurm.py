@@ -304,7 +304,8 @@ def test_workflow_gpu_rules_get_a_gpu_from_slurm(cluster, workflow_runs):
         assert "environment" in record, f"{path} does not say where the fit ran"
         environment = record["environment"]
         rule = rule_of_job.get(environment["SLURM_JOB_ID"])
-        assert rule in {"fit_svm", "fit_reference", "fit_deep"}, (path, environment)
+        assert rule in {"fit_svm", "fit_reference", "tune_fit_reference", "fit_deep"}, (
+            path, environment)
         ran.add(rule)
         if rule != "fit_deep":  # SVM and reference rows: no GPU from Slurm, the job hides any
             assert environment["SLURM_STEP_GPUS"] is None

@@ -26,8 +26,11 @@ def test_dry_run_expands_the_grid(tiny):
     assert count("cv_deep_rung") == 0 and count("promote_rung") == 0  # grid search
     assert count("pretrain") == 6 * 3  # per CV fold and for the final fit
     assert count("fit_svm") == 6 and count("fit_deep") == 6 * 3
-    # reference models: snr_only's 2-depth grid gets CV, majority and template_fit have one point
-    assert count("cv_reference") == 6 * 2 and count("fit_reference") == 6 * 3
+    # reference models: snr_only's 2-depth grid gets CV (one job per run for every fold and the
+    # fit); majority and template_fit have one point, so only a fit
+    assert count("tune_fit_reference") == 6 and count("fit_reference") == 6 * 2
+    assert count("cv_reference") == 0
+    assert all(o.endswith("/cv/snr_only/fold0.csv") for r, o in jobs if r == "tune_fit_reference")
     # the fit jobs choose their candidate themselves, and aggregate scores the predictions
     assert count("select_params") == 0 and count("evaluate") == 0
     assert count("aggregate") == 1
@@ -42,7 +45,7 @@ def test_cv_jobs_per_model_trains_every_fold_in_one_job(tmp_path):
     assert count("tune_fit_deep") == 6 * 3 and count("tune_fit_svm") == 6
     assert count("cv_deep") == count("fit_deep") == count("cv_svm") == count("fit_svm") == 0
     assert all(o.endswith("/fold0.csv") for r, o in jobs if r.startswith("tune_fit_"))
-    assert count("cv_reference") == 6 * 2  # reference models keep a job per fold
+    assert count("tune_fit_reference") == 6  # reference models: one job per run either way
     # A pretrained model's one job needs every fold's encoder, each pretrained on that fold
     # only, and the final fit's, pretrained on the whole training part.
     target = "results/simulated/K/frac0.5_seed0/cv/bert_cnn_pretrained/fold1.csv"

@@ -155,6 +155,13 @@ def needs_cv(model):
     return n_candidates(model) > 1 or by_epoch(model)
 
 
+# Reference models are cheap (milliseconds to seconds a fit): one job per run scores every CV
+# fold, chooses and fits when their grid has a choice (tune_fit_reference), else it only fits
+# (fit_reference). A job per fold would spend its time starting Python and loading the data.
+REFERENCE_TUNED_MODELS = [m for m in REFERENCE_MODELS if needs_cv(m)]
+REFERENCE_FIXED_MODELS = [m for m in REFERENCE_MODELS if not needs_cv(m)]
+
+
 def cv_inputs(wildcards):
     if not needs_cv(wildcards.model):
         return []
@@ -198,7 +205,8 @@ def halving_inputs(wildcards):
 
 
 # search.cv_jobs: a CV job per fold and a fit job (cv_svm + fit_svm, cv_deep + fit_deep), or
-# one job per model for both (tune_fit_svm, tune_fit_deep). Reference models: always per fold.
+# one job per model for both (tune_fit_svm, tune_fit_deep). Reference models: always one job
+# per run (tune_fit_reference / fit_reference).
 PER_FOLD = config["search"]["cv_jobs"] == "per_fold"
 
 

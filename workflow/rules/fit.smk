@@ -62,13 +62,42 @@ else:
             "../scripts/tune_fit.py"
 
 
-# Final fit of a reference model (majority, snr_only, template_fit) and its test predictions.
+# A reference model (majority, snr_only, template_fit) with a grid to search: one job scores
+# every CV fold, chooses and makes the final fit (the same CSVs and choice as a job per fold).
+rule tune_fit_reference:
+    input:
+        SRC_REFERENCE,
+        data="results/{source}/{type}/dataset.npz",
+        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        templates=template_file,
+    output:
+        folds=[f"{RUN}/cv/{{model}}/fold{k}.csv" for k in range(K)],
+        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
+        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+    log:
+        "results/{source}/logs/tune_fit_reference/{type}_frac{frac}_seed{seed}_{model}.log",
+    wildcard_constraints:
+        model="|".join(REFERENCE_TUNED_MODELS) if REFERENCE_TUNED_MODELS else "none",
+    params:
+        settings=lambda wildcards: model_settings(wildcards.model),
+        metric=config["experiment"]["cv_metric"],
+        by_epoch=False,
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["mem_mb_svm"],
+        runtime=config["resources"]["runtime_svm"] * (K + 1),
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/tune_fit.py"
+
+
+# Final fit of a reference model with nothing to choose, and its test predictions.
 rule fit_reference:
     input:
         SRC_REFERENCE,
         data="results/{source}/{type}/dataset.npz",
         split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-        folds=cv_inputs,
         templates=template_file,
     output:
         predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
@@ -76,11 +105,11 @@ rule fit_reference:
     log:
         "results/{source}/logs/fit_reference/{type}_frac{frac}_seed{seed}_{model}.log",
     wildcard_constraints:
-        model="|".join(REFERENCE_MODELS) if REFERENCE_MODELS else "none",
+        model="|".join(REFERENCE_FIXED_MODELS) if REFERENCE_FIXED_MODELS else "none",
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         metric=config["experiment"]["cv_metric"],
-        by_epoch=lambda wildcards: by_epoch(wildcards.model),
+        by_epoch=False,
     threads: 1
     resources:
         mem_mb=config["resources"]["mem_mb_svm"],

@@ -1,5 +1,6 @@
 # Stage 3: hyperparameter choice by k-fold CV inside the training part, one job per fold
-# (SVM and deep models with search.cv_jobs = per_model: tune_fit_svm/_deep in fit.smk).
+# (SVM and deep models with search.cv_jobs = per_model: tune_fit_svm/_deep in fit.smk;
+# reference models always: tune_fit_reference in fit.smk).
 
 
 if PER_FOLD:
@@ -26,31 +27,6 @@ if PER_FOLD:
             "../../envs/stellarspec.yaml"
         script:
             "../scripts/cv_fold.py"
-
-
-# Score every candidate of a reference model (majority, snr_only, template_fit) on one CV fold.
-rule cv_reference:
-    input:
-        SRC_REFERENCE,
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
-        templates=template_file,
-    output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
-    log:
-        "results/{source}/logs/cv_reference/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
-    wildcard_constraints:
-        model="|".join(REFERENCE_MODELS) if REFERENCE_MODELS else "none",
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-    threads: 1
-    resources:
-        mem_mb=config["resources"]["mem_mb_svm"],
-        runtime=config["resources"]["runtime_svm"],
-    conda:
-        "../../envs/stellarspec.yaml"
-    script:
-        "../scripts/cv_fold.py"
 
 
 # Masked-patch pretraining of a model's BERT encoder (no labels) on CV fold k's fit rows
