@@ -885,7 +885,70 @@ def kesseli_files(directory) -> dict[str, dict[float, Path]]:
     return files
 
 
-def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray
+def read_kesseli_file(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wavelength (vacuum A), Flux and Std of one Kesseli template, on its own grid."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        table = hdul[1].data
+        return (10 ** np.asarray(table["LogLam"], dtype=np.float64),
+                np.asarray(table["Flux"], dtype=np.float64),
+                np.asarray(table["Std"], dtype=np.float64))
+
+
+# The Kesseli K5 and K7 co-adds carry an additive blue pedestal, which fills in their Ca II H and
+# K cores. In the files: those cores sit at 0.28-0.38 of the pseudo-continuum, where every G5-K3
+# variant at [Fe/H] >= -1.25 has 0.17-0.21 and the SDSS G5-K7 templates 0.20-0.22 (a saturated
+# core's depth at R ~ 2000 is set by the resolution, not by the star); the K7 flux at 3800-3920 A
+# (relative to 5500 A) is as high as K5's although K7 is 400 K cooler; and their blue co-adds are
+# faint (S/N 2-7 per pixel for K7). Chromospheric emission also fills such cores, but the SDSS
+# templates of the same subclasses show that it is not typical. So, for every cool variant whose
+# lines are saturated, the pedestal is the constant whose removal brings its H and K cores to the
+# median core depth of all those variants (robust to the minority that carry one).
+CA_HK_CENTRES = (3934.78, 3969.59)               # Ca II K and H, vacuum A
+CA_HK_SIDES = ((3905.0, 3918.0), (3990.0, 4000.0))  # pseudo-continuum windows (as the K index)
+CA_HK_CORE_HALF_WIDTH = 1.0                       # A: about half the resolution element
+SATURATED_TEFF_MAX = 5660.0                       # K, MK G5: G5 and cooler dwarfs
+SATURATED_FEH_MIN = -1.25                         # more metal-poor variants: weaker lines
+
+
+def ca_hk_core_depths(wave: np.ndarray, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Core flux (median within CA_HK_CORE_HALF_WIDTH of the centre) and pseudo-continuum (the
+    line through the median fluxes of CA_HK_SIDES) of Ca II K and H, (2,) each."""
+    side = [(np.mean(w), np.median(flux[(wave > w[0]) & (wave < w[1])])) for w in CA_HK_SIDES]
+    (xb, yb), (xr, yr) = side
+    centres = np.array(CA_HK_CENTRES)
+    continuum = yb + (yr - yb) * (centres - xb) / (xr - xb)
+    core = np.array([np.median(flux[np.abs(wave - c) < CA_HK_CORE_HALF_WIDTH]) for c in centres])
+    return core, continuum
+
+
+def has_saturated_ca_hk(subclass: str, feh: float) -> bool:
+    return teff_of_subclass(subclass) <= SATURATED_TEFF_MAX and feh >= SATURATED_FEH_MIN
+
+
+@functools.lru_cache(maxsize=4)
+def saturated_core_depth(directory: str) -> float:
+    """Median Ca II H and K core depth (core / pseudo-continuum) of the library's variants with
+    saturated lines (has_saturated_ca_hk)."""
+    ratios = []
+    for subclass, by_feh in kesseli_files(directory).items():
+        for feh_label, path in by_feh.items():
+            if has_saturated_ca_hk(subclass, feh_label - 0.25):
+                core, continuum = ca_hk_core_depths(*read_kesseli_file(path)[:2])
+                ratios.extend(core / continuum)
+    return float(np.median(ratios))
+
+
+def blue_pedestal(wave: np.ndarray, flux: np.ndarray, depth: float) -> float:
+    """The constant (>= 0, flux units) whose subtraction brings the mean Ca II H and K core of
+    `flux` to `depth` of its pseudo-continuum."""
+    core, continuum = ca_hk_core_depths(wave, flux)
+    return max(0.0, float(np.mean((core - depth * continuum) / (1 - depth))))
+
+
+def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray,
+                           remove_blue_pedestal: bool = False
                            ) -> dict[str, list[TemplateVariant]]:
     """Kesseli et al. (2017) dwarf templates, every [Fe/H] variant of the requested subclasses,
     resampled onto base_wave (log-uniform, vacuum like the files).
@@ -893,11 +956,11 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray
     The file's [Fe/H] label is the upper edge of a 0.5 dex bin (the headers say e.g. 'All added
     templated had 0.0 > FeH > -0.5dex' for +0.0), so a variant stands for [Fe/H] = label - 0.25.
     Templates co-added from a single spectrum have Std = 0; they borrow the median relative
-    scatter (Std / Flux) of the subclass's other variants.
+    scatter (Std / Flux) of the subclass's other variants. With remove_blue_pedestal, a variant
+    with saturated Ca II lines first loses its blue_pedestal (see the note above).
     """
-    from astropy.io import fits
-
     files = kesseli_files(directory)
+    depth = saturated_core_depth(str(directory)) if remove_blue_pedestal else None
     variants = {}
     for label in subclasses:
         if label not in files:
@@ -905,11 +968,9 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray
                              f"available: {sorted(files)}")
         found = []
         for feh_label, path in sorted(files[label].items()):
-            with fits.open(path) as hdul:
-                table = hdul[1].data
-                wave = 10 ** np.asarray(table["LogLam"], dtype=np.float64)
-                flux = np.asarray(table["Flux"], dtype=np.float64)
-                std = np.asarray(table["Std"], dtype=np.float64)
+            wave, flux, std = read_kesseli_file(path)
+            if depth is not None and has_saturated_ca_hk(label, feh_label - 0.25):
+                flux = flux - blue_pedestal(wave, flux, depth)
             ok = np.isfinite(flux) & (flux > 0)
             inside = (base_wave >= wave[ok][0]) & (base_wave <= wave[ok][-1])
             covered = inside & (np.interp(base_wave, wave, ok.astype(float)) == 1)
@@ -1080,6 +1141,7 @@ SURVEY_DEFAULTS = {
     "snr_range": [3.0, 150.0],
     "snr_slope": 2.5,             # dN/dS ~ S**-slope: a magnitude-limited sample
     "scatter": 0.5,               # fraction of the library's per-pixel Std applied
+    "remove_blue_pedestal": True,  # of the library's cool variants (read_kesseli_templates)
     "batch": 256,
     "max_simulated_per_target": 60,
 }
@@ -1103,14 +1165,14 @@ class KesseliLibrary:
 
 
 @functools.lru_cache(maxsize=2)
-def read_kesseli_library(directory: str, wave_lo: float, wave_hi: float, log10_step: float
-                         ) -> KesseliLibrary:
+def read_kesseli_library(directory: str, wave_lo: float, wave_hi: float, log10_step: float,
+                         remove_blue_pedestal: bool = True) -> KesseliLibrary:
     """Every SUBCLASS_[Fe/H]_Dwarf.fits in `directory` whose name is a spectral type, on a
     log10_step grid around [wave_lo, wave_hi] (the observed grid's step: the files are at
     SDSS/BOSS resolution already, and a coarser grid is cheaper to shift)."""
     fine = log_grid_around(np.array([wave_lo, wave_hi]), log10_step, margin_kms=3 * RV_MAX_KMS)
     names = sorted(kesseli_files(directory), key=teff_of_subclass, reverse=True)
-    variants = read_kesseli_templates(directory, names, fine)
+    variants = read_kesseli_templates(directory, names, fine, remove_blue_pedestal)
     window = (fine > 5400) & (fine < 5600)
     feh, flux, std = [], [], []
     for name in names:
@@ -1300,7 +1362,8 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
     wave = np.asarray(wave, dtype=float)
     loglam = np.log10(wave)
     library = read_kesseli_library(str(kesseli_dir), float(wave[0]), float(wave[-1]),
-                                   float(np.log10(wave[1] / wave[0])))
+                                   float(np.log10(wave[1] / wave[0])),
+                                   bool(settings["remove_blue_pedestal"]))
     templates = read_templates(templates_path)
     bands = label_bands(wave, library, templates, subclasses, settings, fit_templates)
     names = list(subclasses)
