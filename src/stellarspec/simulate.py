@@ -897,18 +897,19 @@ def read_kesseli_file(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # The Kesseli K5 and K7 co-adds carry an additive blue pedestal, which fills in their Ca II H and
-# K cores. In the files: those cores sit at 0.28-0.38 of the pseudo-continuum, where every G5-K3
-# variant at [Fe/H] >= -1.25 has 0.17-0.21 and the SDSS G5-K7 templates 0.20-0.22 (a saturated
-# core's depth at R ~ 2000 is set by the resolution, not by the star); the K7 flux at 3800-3920 A
-# (relative to 5500 A) is as high as K5's although K7 is 400 K cooler; and their blue co-adds are
-# faint (S/N 2-7 per pixel for K7). Chromospheric emission also fills such cores, but the SDSS
-# templates of the same subclasses show that it is not typical. So, for every cool variant whose
-# lines are saturated, the pedestal is the constant whose removal brings its H and K cores to the
-# median core depth of all those variants (robust to the minority that carry one).
+# K cores. In the files (ca_hk_core_depths): those cores sit at 0.26-0.36 (K5) and 0.40-0.51 (K7)
+# of the pseudo-continuum, where every G5-K3 variant has 0.18-0.24 and the SDSS G5-K7 templates
+# 0.21-0.23 (a saturated core's depth at R ~ 2000 is set by the resolution, not by the star); the
+# K7 flux at 3800-3830 A (relative to 5500 A) equals K5's although K7 is 400 K cooler; and
+# their blue co-adds are faint (S/N 2-7 per pixel for K7). Chromospheric emission also fills such
+# cores, but the SDSS templates of the same subclasses show that it is not typical. So, for every
+# cool variant whose lines are saturated, the pedestal is the constant whose removal brings its H
+# and K cores to the median core depth of all those variants (robust to the minority that carry
+# one). It is estimated from the library alone.
 CA_HK_CENTRES = (3934.78, 3969.59)               # Ca II K and H, vacuum A
 CA_HK_SIDES = ((3905.0, 3918.0), (3990.0, 4000.0))  # pseudo-continuum windows (as the K index)
 CA_HK_CORE_HALF_WIDTH = 1.0                       # A: about half the resolution element
-SATURATED_TEFF_MAX = 5660.0                       # K, MK G5: G5 and cooler dwarfs
+SATURATED_TEFF_MAX = TEFF_DWARF["G5"]             # K: G5 and cooler dwarfs
 SATURATED_FEH_MIN = -1.25                         # more metal-poor variants: weaker lines
 
 
@@ -1166,10 +1167,11 @@ class KesseliLibrary:
 
 @functools.lru_cache(maxsize=2)
 def read_kesseli_library(directory: str, wave_lo: float, wave_hi: float, log10_step: float,
-                         remove_blue_pedestal: bool = True) -> KesseliLibrary:
+                         remove_blue_pedestal: bool = False) -> KesseliLibrary:
     """Every SUBCLASS_[Fe/H]_Dwarf.fits in `directory` whose name is a spectral type, on a
     log10_step grid around [wave_lo, wave_hi] (the observed grid's step: the files are at
-    SDSS/BOSS resolution already, and a coarser grid is cheaper to shift)."""
+    SDSS/BOSS resolution already, and a coarser grid is cheaper to shift); remove_blue_pedestal
+    as in read_kesseli_templates."""
     fine = log_grid_around(np.array([wave_lo, wave_hi]), log10_step, margin_kms=3 * RV_MAX_KMS)
     names = sorted(kesseli_files(directory), key=teff_of_subclass, reverse=True)
     variants = read_kesseli_templates(directory, names, fine, remove_blue_pedestal)
