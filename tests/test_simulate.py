@@ -508,6 +508,8 @@ def test_truth_round_trips_through_the_dataset_file_with_its_summary(shared_data
     nearest = simulate.nearest_mk_subclass(ds.truth["teff"], SMALL_K)
     assert worth["disagreement_mk"] == pytest.approx((nearest != ds.label).mean(), abs=1e-3)
     assert summary["survey"]["n_observed"] >= len(ds)
+    removed = summary["survey"]["blue_pedestal_removed"]
+    assert {k.split()[0] for k in removed} >= {"K5", "K7"} and all(v > 0 for v in removed.values())
 
 
 def test_teff_only_ceiling_is_the_bayes_accuracy_of_the_label_first_draw(paper_types):
@@ -661,4 +663,5 @@ def test_the_survey_library_removes_the_pedestal_only_when_asked(shared_data):
     k7, blue = kept.names.index("K7"), kept.wave < 4000   # each variant is rescaled to 1 at
     assert np.all(removed.flux[k7][:, blue] <= kept.flux[k7][:, blue] + 1e-12)   # 5500 A
     assert np.any(removed.flux[k7][:, blue] < kept.flux[k7][:, blue] - 0.02)
+    assert np.all(kept.pedestal[k7] == 0) and np.any(removed.pedestal[k7] > 0.02)
     assert simulate.survey_settings({})["remove_blue_pedestal"] is True

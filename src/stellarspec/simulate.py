@@ -856,6 +856,7 @@ class TemplateVariant:
     covered: np.ndarray             # (Lb,) bool: pixels the template really covers
     std: np.ndarray | None = None   # (Lb,) within-class scatter (Kesseli)
     feh: float | None = None        # the variant's [Fe/H] (Kesseli)
+    pedestal: float = 0.0           # constant removed from the file's flux (blue_pedestal)
 
 
 def read_sdss_templates(path) -> tuple[np.ndarray, dict[str, list[TemplateVariant]]]:
@@ -970,14 +971,15 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray,
         found = []
         for feh_label, path in sorted(files[label].items()):
             wave, flux, std = read_kesseli_file(path)
-            if depth is not None and has_saturated_ca_hk(label, feh_label - 0.25):
-                flux = flux - blue_pedestal(wave, flux, depth)
+            pedestal = (blue_pedestal(wave, flux, depth) if depth is not None
+                        and has_saturated_ca_hk(label, feh_label - 0.25) else 0.0)
+            flux = flux - pedestal
             ok = np.isfinite(flux) & (flux > 0)
             inside = (base_wave >= wave[ok][0]) & (base_wave <= wave[ok][-1])
             covered = inside & (np.interp(base_wave, wave, ok.astype(float)) == 1)
             found.append(TemplateVariant(np.interp(base_wave, wave, np.where(ok, flux, 0.0)),
                                          covered, np.interp(base_wave, wave, std),
-                                         feh_label - 0.25))
+                                         feh_label - 0.25, pedestal))
         with_std = [v.std / np.where(v.flux > 0, v.flux, np.inf) for v in found if v.std.any()]
         relative = np.median(with_std, axis=0) if with_std else np.zeros_like(base_wave)
         for v in found:
@@ -1159,6 +1161,7 @@ class KesseliLibrary:
     feh: list[np.ndarray]         # per subclass, the variants' [Fe/H], ascending
     flux: list[np.ndarray]        # per subclass (V, Lb), each variant scaled to median 1
     std: list[np.ndarray]         # per subclass (V, Lb), the same scale
+    pedestal: list[np.ndarray]    # per subclass (V,), the blue pedestal removed, same scale
 
     @property
     def teff_range(self) -> tuple[float, float]:
@@ -1176,15 +1179,16 @@ def read_kesseli_library(directory: str, wave_lo: float, wave_hi: float, log10_s
     names = sorted(kesseli_files(directory), key=teff_of_subclass, reverse=True)
     variants = read_kesseli_templates(directory, names, fine, remove_blue_pedestal)
     window = (fine > 5400) & (fine < 5600)
-    feh, flux, std = [], [], []
+    feh, flux, std, pedestal = [], [], [], []
     for name in names:
         found = sorted(variants[name], key=lambda v: v.feh)
         scale = np.array([np.median(v.flux[window]) for v in found])[:, None]
         feh.append(np.array([v.feh for v in found]))
         flux.append(np.array([v.flux for v in found]) / scale)
         std.append(np.array([v.std for v in found]) / scale)
+        pedestal.append(np.array([v.pedestal for v in found]) / scale[:, 0])
     return KesseliLibrary(fine, names, np.array([teff_of_subclass(n) for n in names]), feh,
-                          flux, std)
+                          flux, std, pedestal)
 
 
 def kesseli_interpolate(library: KesseliLibrary, teff: np.ndarray, feh: np.ndarray
@@ -1433,6 +1437,10 @@ def survey_spectra(subclasses: dict, wave: np.ndarray, scale: float, stellar_typ
             "pipeline_labels_observed": {str(k): v for k, v in sorted(labels_all.items())},
             "target_counts": target, "reached": all(kept[s] >= target[s] for s in names),
             "templates": str(templates_path), "library": str(kesseli_dir),
+            "blue_pedestal_removed": {  # per library variant, in units of its 5400-5600 A flux
+                f"{name} {z:+.2f}": round(float(v), 4)
+                for name, zs, vs in zip(library.names, library.feh, library.pedestal)
+                for z, v in zip(zs, vs) if v > 0},
             "settings": settings}
     return flux, ivar, meta, rejects, info
 
