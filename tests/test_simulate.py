@@ -491,7 +491,8 @@ def test_truth_round_trips_through_the_dataset_file_with_its_summary(shared_data
     assert {c: int((ds.label == c).sum()) for c in SMALL_K} == {c: v["count"]
                                                                for c, v in SMALL_K.items()}
     assert {"teff", "logg", "feh", "ebv", "rv_kms", "snr_true"} <= set(ds.truth)
-    flux, ivar, meta, _, _ = simulate.survey_spectra(SMALL_K, WAVE, 1.0, "K", cfg["simulated"],
+    grid = 10.0 ** sources.common_loglam(cfg)           # the dataset's grid, not WAVE
+    flux, ivar, meta, _, _ = simulate.survey_spectra(SMALL_K, grid, 1.0, "K", cfg["simulated"],
                                                      tpl, lib)
     by_id = meta.set_index("id")
     for name in ("teff", "logg", "feh", "ebv", "rv_kms", "snr_true"):
@@ -612,6 +613,30 @@ def test_survey_line_indices_run_in_the_templates_order(survey_means, shared_dat
                                   *windows) for s in TEN]
     rho = spearmanr(on_templates, simulated)[0]
     assert rho >= 0.75, (index, np.round(on_templates, 2), np.round(simulated, 2), rho)
+
+
+def test_giants_have_weaker_na_d_and_stronger_ca_triplet_and_no_emission(shared_data):
+    # Scaling the library by the model's giant/dwarf transmission ratio once gave metal-rich
+    # giants a Na D emission line of -100 A.
+    directory = str(shared_data / "kesseli2017")
+    library = simulate.read_kesseli_library(directory, float(WAVE[0]), float(WAVE[-1]), 1e-4,
+                                            True)
+    teff = np.repeat([4200.0, 4600.0, 5000.0], 4)
+    feh = np.tile([-0.8, -0.3, 0.2, 0.5], 3)
+    n = teff.size
+    stars = {"teff": np.tile(teff, 2), "feh": np.tile(feh, 2), "rv": np.zeros(2 * n),
+             "ebv": np.zeros(2 * n), "logg": np.r_[np.full(n, simulate.LOGG_DWARF),
+                                                    np.full(n, 1.8)]}
+    model = simulate.survey_model_spectra(None, WAVE, library, stars, 0.0)
+    na_d = np.array([equivalent_width(WAVE, m, *LINE_INDICES["Na D"]) for m in model])
+    ca_t = np.array([equivalent_width(WAVE, m, (8532, 8552), (8520, 8530), (8555, 8565))
+                     for m in model])
+    dwarf, giant = slice(0, n), slice(n, 2 * n)
+    assert np.all(na_d[giant] > 0.3) and np.all(na_d[giant] < na_d[dwarf]), na_d
+    assert np.all(ca_t[giant] > ca_t[dwarf]), ca_t
+    # a giant's line is the dwarf's, deepened or weakened: never above the dwarf's continuum
+    factor = simulate.gravity_depth_factor(WAVE, teff, feh, np.full(n, 1.8))
+    assert factor.min() >= 0 and np.all(factor[:, (WAVE > 5880) & (WAVE < 5905)] < 1)
 
 
 # ------------------------------------------------- the Kesseli library's blue pedestal (issue 13)

@@ -989,6 +989,11 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray,
     return variants
 
 
+def envelope_width_px(log10_step: float) -> int:
+    """Pixels of a running upper envelope's window, ~ +-1500 km/s."""
+    return max(3, int(round(np.log10(1 + 3000 / C_KMS) / log10_step)))
+
+
 def continuum_envelope(flux: np.ndarray, covered: np.ndarray, width_px: int) -> np.ndarray:
     """A smooth upper envelope of a template: running maximum, then smoothed."""
     filled = np.interp(np.arange(flux.size), np.flatnonzero(covered), flux[covered])
@@ -1002,8 +1007,7 @@ def scale_metal_lines(base_wave, variant: TemplateVariant, dfeh: np.ndarray) -> 
     Optical depth against a running upper envelope, tau = -ln(flux / envelope); the Balmer lines
     (SDSS_TEMPLATE_BALMER_WINDOW either side) are left alone.
     """
-    step = np.log10(base_wave[1] / base_wave[0])
-    width = max(3, int(round(np.log10(1 + 3000 / C_KMS) / step)))  # ~ +-1500 km/s window
+    width = envelope_width_px(np.log10(base_wave[1] / base_wave[0]))
     envelope = continuum_envelope(variant.flux, variant.covered, width)
     tau = -np.log(np.clip(variant.flux / envelope, 1e-3, 1.0))
     balmer = np.zeros(base_wave.size, dtype=bool)
@@ -1132,7 +1136,7 @@ def template_spectra(cfg_templates: dict, subclasses: dict, wave: np.ndarray, sc
 # from the Kesseli et al. (2017) empirical dwarf library (co-adds of real BOSS spectra typed on
 # the MK system), interpolated in Teff and [Fe/H] and given their per-pixel star-to-star
 # scatter; a giant's spectrum takes the physical generator's gravity signature on top
-# (gravity_transmission). The label is a function of the noisy spectrum alone.
+# (apply_gravity). The label is a function of the noisy spectrum alone.
 
 SURVEY_DEFAULTS = {
     "seed": 0,
@@ -1222,18 +1226,35 @@ def kesseli_interpolate(library: KesseliLibrary, teff: np.ndarray, feh: np.ndarr
     return flux, std
 
 
-def gravity_transmission(wave: np.ndarray, teff, feh, logg) -> np.ndarray:
-    """exp(-(tau(logg) - tau(dwarf))) of the physical generator's features at SDSS resolution,
-    rest frame, on `wave` (n, L): a star's spectrum relative to a dwarf (LOGG_DWARF) of the same
-    Teff and [Fe/H]. Only the gravity-sensitive features enter (the rest cancel)."""
+def gravity_depth_factor(wave: np.ndarray, teff, feh, logg) -> np.ndarray:
+    """How a star's features deepen relative to a dwarf (LOGG_DWARF) of the same Teff and [Fe/H],
+    on `wave` (n, L), rest frame: the ratio of the apparent optical depths, ln T(logg) / ln T(dwarf),
+    of the physical generator's features, each transmission T taken at SDSS resolution; 1 where
+    the dwarf has no feature (T > 0.999). Every feature enters, so that where a gravity-blind line
+    sits on a gravity-sensitive band (Mg b on MgH) only the band's share of the depth changes."""
     fine, profiles = fine_grid_profiles(float(wave[0]), float(wave[-1]))
     px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
     sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
-    delta = feature_strengths(teff, feh, logg) - feature_strengths(teff, feh)    # (n, F)
-    sensitive = np.flatnonzero(np.abs(delta).max(axis=0) > 0)
-    tau = (profiles[sensitive].T @ delta[:, sensitive].T).T                    # (n, Lf)
-    ratio = shift_and_broaden(np.exp(-tau), np.zeros(len(teff)), sigma_instr)
-    return interp_rows(np.log10(wave), np.log10(fine), ratio)
+    log_t = [np.log(np.clip(shift_and_broaden(np.exp(-(profiles.T @ x.T).T),
+                                              np.zeros(len(teff)), sigma_instr), 1e-12, 1.0))
+             for x in (feature_strengths(teff, feh, logg), feature_strengths(teff, feh))]
+    factor = np.where(log_t[1] < np.log(0.999), log_t[0] / np.minimum(log_t[1], -1e-12), 1.0)
+    return interp_rows(np.log10(wave), np.log10(fine), factor)
+
+
+def apply_gravity(wave: np.ndarray, rows: np.ndarray, stars: dict) -> np.ndarray:
+    """Dwarf library spectra (n, L) given each star's gravity signature: the optical depth of
+    each pixel against the row's running upper envelope (as scale_metal_lines) times
+    gravity_depth_factor. A weakened line thus stays an absorption line, whatever the library's
+    strength of it; scaling the flux by the model's transmission ratio instead turned the Na D
+    of metal-rich giants into an emission line (the model's line is stronger than the library's,
+    so the ratio exceeds 1 where the library is already at the continuum)."""
+    factor = gravity_depth_factor(wave, stars["teff"], stars["feh"], stars["logg"])
+    width = envelope_width_px(np.log10(wave[1] / wave[0]))
+    positive = np.clip(rows, 1e-12, None)
+    envelope = uniform_filter1d(maximum_filter1d(positive, width, axis=1), width, axis=1)
+    depth = np.clip(positive / envelope, 1e-3, 1.0)
+    return rows * depth ** (factor - 1.0)
 
 
 def survey_settings(settings: dict | None) -> dict:
@@ -1301,7 +1322,7 @@ def survey_model_spectra(rng, wave: np.ndarray, library: KesseliLibrary, stars: 
     if scatter:
         corr_px = np.log10(1 + 1000.0 / C_KMS) / step
         rows += scatter * std * smooth_deviates(rng, len(rows), fine.size, corr_px)
-    rows *= gravity_transmission(fine, stars["teff"], stars["feh"], stars["logg"])
+    rows = apply_gravity(fine, rows, stars)
     shift_px = np.log1p(stars["rv"] / C_KMS) / np.log(10) / step
     observed = interp_rows(np.log10(wave), np.log10(fine), shift_and_broaden(rows, shift_px, 0))
     return np.clip(observed, 1e-6, None) * extinction(wave, stars["ebv"])
