@@ -876,6 +876,11 @@ def read_sdss_templates(path) -> tuple[np.ndarray, dict[str, list[TemplateVarian
     return base_wave, variants
 
 
+def kesseli_variant_feh(feh_label: float) -> float:
+    """[Fe/H] a Kesseli variant stands for: its file label is the upper edge of a 0.5 dex bin."""
+    return feh_label - 0.25
+
+
 def kesseli_files(directory) -> dict[str, dict[float, Path]]:
     """{subclass: {[Fe/H] label: path}} for the SUBCLASS_[Fe/H]_Dwarf.fits files present."""
     files: dict[str, dict[float, Path]] = {}
@@ -936,7 +941,7 @@ def saturated_core_depth(directory: str) -> float:
     ratios = []
     for subclass, by_feh in kesseli_files(directory).items():
         for feh_label, path in by_feh.items():
-            if has_saturated_ca_hk(subclass, feh_label - 0.25):
+            if has_saturated_ca_hk(subclass, kesseli_variant_feh(feh_label)):
                 core, continuum = ca_hk_core_depths(*read_kesseli_file(path)[:2])
                 ratios.extend(core / continuum)
     return float(np.median(ratios))
@@ -971,15 +976,16 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray,
         found = []
         for feh_label, path in sorted(files[label].items()):
             wave, flux, std = read_kesseli_file(path)
+            feh = kesseli_variant_feh(feh_label)
             pedestal = (blue_pedestal(wave, flux, depth) if depth is not None
-                        and has_saturated_ca_hk(label, feh_label - 0.25) else 0.0)
+                        and has_saturated_ca_hk(label, feh) else 0.0)
             flux = flux - pedestal
             ok = np.isfinite(flux) & (flux > 0)
             inside = (base_wave >= wave[ok][0]) & (base_wave <= wave[ok][-1])
             covered = inside & (np.interp(base_wave, wave, ok.astype(float)) == 1)
             found.append(TemplateVariant(np.interp(base_wave, wave, np.where(ok, flux, 0.0)),
                                          covered, np.interp(base_wave, wave, std),
-                                         feh_label - 0.25, pedestal))
+                                         feh, pedestal))
         with_std = [v.std / np.where(v.flux > 0, v.flux, np.inf) for v in found if v.std.any()]
         relative = np.median(with_std, axis=0) if with_std else np.zeros_like(base_wave)
         for v in found:
@@ -994,11 +1000,15 @@ def envelope_width_px(log10_step: float) -> int:
     return max(3, int(round(np.log10(1 + 3000 / C_KMS) / log10_step)))
 
 
+def running_envelope(flux: np.ndarray, width_px: int) -> np.ndarray:
+    """A smooth upper envelope along the last axis: running maximum, then smoothed."""
+    return uniform_filter1d(maximum_filter1d(flux, width_px, axis=-1), width_px, axis=-1)
+
+
 def continuum_envelope(flux: np.ndarray, covered: np.ndarray, width_px: int) -> np.ndarray:
-    """A smooth upper envelope of a template: running maximum, then smoothed."""
+    """running_envelope of a template, its uncovered pixels filled by interpolation first."""
     filled = np.interp(np.arange(flux.size), np.flatnonzero(covered), flux[covered])
-    envelope = maximum_filter1d(filled, width_px)
-    return uniform_filter1d(envelope, width_px)
+    return running_envelope(filled, width_px)
 
 
 def scale_metal_lines(base_wave, variant: TemplateVariant, dfeh: np.ndarray) -> np.ndarray:
@@ -1228,10 +1238,11 @@ def kesseli_interpolate(library: KesseliLibrary, teff: np.ndarray, feh: np.ndarr
 
 def gravity_depth_factor(wave: np.ndarray, teff, feh, logg) -> np.ndarray:
     """How a star's features deepen relative to a dwarf (LOGG_DWARF) of the same Teff and [Fe/H],
-    on `wave` (n, L), rest frame: the ratio of the apparent optical depths, ln T(logg) / ln T(dwarf),
-    of the physical generator's features, each transmission T taken at SDSS resolution; 1 where
-    the dwarf has no feature (T > 0.999). Every feature enters, so that where a gravity-blind line
-    sits on a gravity-sensitive band (Mg b on MgH) only the band's share of the depth changes."""
+    on `wave` (n, L), rest frame: the ratio of the apparent optical depths,
+    ln T(logg) / ln T(dwarf), of the physical generator's features, each transmission T taken
+    at SDSS resolution; 1 where the dwarf has no feature (T > 0.999). Every feature enters, so
+    that where a gravity-blind line sits on a gravity-sensitive band (Mg b on MgH) only the
+    band's share of the depth changes."""
     fine, profiles = fine_grid_profiles(float(wave[0]), float(wave[-1]))
     px_kms = C_KMS * np.log(10) * FINE_LOG10_STEP
     sigma_instr = C_KMS / (RESOLUTION * 2 * np.sqrt(2 * np.log(2))) / px_kms
@@ -1250,9 +1261,8 @@ def apply_gravity(wave: np.ndarray, rows: np.ndarray, stars: dict) -> np.ndarray
     of metal-rich giants into an emission line (the model's line is stronger than the library's,
     so the ratio exceeds 1 where the library is already at the continuum)."""
     factor = gravity_depth_factor(wave, stars["teff"], stars["feh"], stars["logg"])
-    width = envelope_width_px(np.log10(wave[1] / wave[0]))
     positive = np.clip(rows, 1e-12, None)
-    envelope = uniform_filter1d(maximum_filter1d(positive, width, axis=1), width, axis=1)
+    envelope = running_envelope(positive, envelope_width_px(np.log10(wave[1] / wave[0])))
     depth = np.clip(positive / envelope, 1e-3, 1.0)
     return rows * depth ** (factor - 1.0)
 
