@@ -5,9 +5,14 @@ A split is a dict of integer row indices into a dataset file:
     {"train": [...], "test": [...], "folds": [[val rows of fold 0], ...],
      "train_fraction": f, "seed": s, "k": k}
 
-CV folds partition `train` only; the test rows are never in any fold.
+CV folds partition `train` only; the test rows are never in any fold. The number of training
+objects is round-half-up(train_fraction x objects) in total, spread over subclasses by largest
+remainder (`apportion`), so the sizes are the paper's at its counts.
 """
 from __future__ import annotations
+
+import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -20,14 +25,13 @@ def make_split(label, group, train_fraction: float, k: int, seed: int) -> dict:
     # One label per group (its first spectrum's); groups are the unit that is shuffled.
     groups, first = np.unique(group, return_index=True)
     group_label = label[first]
+    classes, sizes = np.unique(group_label, return_counts=True)
+    n_train = apportion(train_total(train_fraction, len(groups)), sizes)
     train_groups = []
-    for cls in np.unique(group_label):
+    for cls, n in zip(classes, n_train):
         members = groups[group_label == cls]
         members = members[rng.permutation(len(members))]
-        n_train = int(round(train_fraction * len(members)))
-        if len(members) >= 2:  # keep at least one object of each class on each side
-            n_train = min(max(n_train, 1), len(members) - 1)
-        train_groups.append(members[:n_train])
+        train_groups.append(members[:n])
     is_train = np.isin(group, np.concatenate(train_groups))
     train = np.flatnonzero(is_train)
     test = np.flatnonzero(~is_train)
@@ -37,6 +41,42 @@ def make_split(label, group, train_fraction: float, k: int, seed: int) -> dict:
              "train_fraction": float(train_fraction), "seed": int(seed), "k": int(k)}
     check_split(split, label, group)
     return split
+
+
+def train_total(train_fraction: float, n: int) -> int:
+    """round-half-up(fraction x n), exact for a decimal fraction: the paper's Table 3 sizes
+    (F at 0.5: 5121 objects -> 2561; Python's round() would give 2560)."""
+    share = Fraction(str(float(train_fraction))) * n
+    return int(math.floor(share + Fraction(1, 2)))
+
+
+def apportion(total: int, sizes) -> list[int]:
+    """Split `total` over classes of `sizes` by largest remainder (Hamilton's method), with at
+    least one object on each side of a class of two or more. Ties in the remainder go to
+    the earlier class, so the result is deterministic."""
+    sizes = [int(s) for s in sizes]
+    low = [1 if s >= 2 else 0 for s in sizes]
+    high = [s - 1 if s >= 2 else s for s in sizes]
+    total = min(max(int(total), sum(low)), sum(high))
+    quotas = [Fraction(total * s, sum(sizes)) for s in sizes]
+    counts = [min(max(math.floor(q), lo), hi) for q, lo, hi in zip(quotas, low, high)]
+    remainder = [q - math.floor(q) for q in quotas]
+    # Hand out (or, after the bounds, take back) one object at a time: largest remainder
+    # first when adding, smallest first when taking.
+    adding = sorted(range(len(sizes)), key=lambda i: (-remainder[i], i))
+    taking = sorted(range(len(sizes)), key=lambda i: (remainder[i], i))
+    while sum(counts) != total:
+        if sum(counts) < total:
+            i = next(i for i in adding if counts[i] < high[i])
+            adding.remove(i)
+            adding.append(i)  # the others first, if the total needs another round
+            counts[i] += 1
+        else:
+            i = next(i for i in taking if counts[i] > low[i])
+            taking.remove(i)
+            taking.append(i)
+            counts[i] -= 1
+    return counts
 
 
 def cv_folds(label, group, k: int, seed: int) -> list[np.ndarray]:
