@@ -377,6 +377,37 @@ def test_flat_spectra_are_rejected_before_normalisation(tmp_path):
         assert np.isfinite(ds.flux).all()
 
 
+def test_constant_spectra_are_flat_at_any_level_in_datasets_and_predict(tmp_path):
+    """Off the common grid, rebinning leaves a constant row ~1e-12 of relative rounding, which
+    min-max would blow up to [0, 1]. Constant rows at 0, 5 and 1e6 are refused as flat when a
+    dataset is built and by predict; varying spectra at 1e6 and at cgs-like 1e-17 are kept."""
+    import torch
+
+    from stellarspec import classify
+
+    grid = preprocess.grid_wave(REPO_CONFIG["grid"])
+    wave = np.linspace(grid[0], grid[-1], len(grid) + 77)  # not the grid: rows are rebinned
+    shape = 1 + 0.1 * np.sin(wave / 50)
+    flux = np.stack([np.zeros(len(wave)), np.full(len(wave), 5.0), np.full(len(wave), 1e6),
+                     1e6 * shape, 1e-17 * shape])
+    cfg = grid_table(tmp_path, wave, flux, ["K1", "K3", "K5", "K1", "K3"])
+    flat = {f"s{i}": sources.FLAT_SPECTRUM for i in range(3)}
+    ds, rejects = sources.build_dataset(cfg, "K")
+    assert ds.id.tolist() == ["s3", "s4"]
+    assert dict(zip(rejects["source_id"], rejects["reason"])) == flat
+    assert ds.flux.min() == 0 and ds.flux.max() == 1
+
+    classes = ["K1", "K3", "K5"]
+    bundle = {"classes": classes,
+              "preprocessing": {"grid": REPO_CONFIG["grid"], "normalise": "minmax",
+                                "min_good_fraction": 0.5, "label_policy": "exact"},
+              "training": {"source": "table", "snr_range": [60, 65], "good_fraction_min": 0.5}}
+    model = classify.Model(bundle, lambda x: torch.zeros(len(x), len(classes)), "test")
+    predictions, rejects = classify.predict_files(model, [cfg["table"]["path"]],
+                                                  show_progress=False)
+    assert predictions["id"].tolist() == ["s3", "s4"]
+    assert dict(zip(rejects["id"], rejects["reason"])) == flat
+
 def test_reject_messages_quote_labels_not_python_reprs(tmp_path):
     wave = preprocess.grid_wave(REPO_CONFIG["grid"])
     cfg = grid_table(tmp_path, wave, [1 + np.sin(wave / 50)] * 2, ["G0", "K1"])

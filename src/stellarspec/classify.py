@@ -271,17 +271,21 @@ def _reject(file, sid, reason, detail) -> dict:
     return {"file": str(file), "id": str(sid), "reason": reason, "detail": detail}
 
 
-def prepare(spectra: Spectra, loglam_out, normalise: str):
-    """(flux (N, L) float32, mask (N, L)) on the model's grid, exactly as the workflow does."""
+def prepare(spectra: Spectra, loglam_out, normalise: str) -> preprocess.Prepared:
+    """The spectra on the model's grid (preprocess.Prepared), exactly as the workflow does."""
     if spectra.records:
-        prepared = preprocess.preprocess_records(spectra.records, loglam_out, normalise)
-        return prepared.flux, prepared.mask
+        return preprocess.preprocess_records(spectra.records, loglam_out, normalise)
     data, rows = spectra.table, spectra.rows
     ivar = data.get("ivar")
-    prepared = preprocess.preprocess(
+    return preprocess.preprocess(
         np.log10(data["wave"]), data["flux"][rows], None if ivar is None else ivar[rows],
         loglam_out=loglam_out, method=normalise)
-    return prepared.flux, prepared.mask
+
+
+def _unusable(prepared: preprocess.Prepared, min_good_fraction: float) -> list:
+    """sources.unusable, the workflow's own check, on the prepared spectra."""
+    return sources.unusable(prepared.flux, prepared.mask, min_good_fraction,
+                            prepared.flux_offset, prepared.flux_scale)
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -297,8 +301,9 @@ def predict_files(model: Model, paths, show_progress: bool = True):
         rejects.extend(bad)
         if spectra is None or not spectra.ids:
             continue
-        flux, mask = prepare(spectra, loglam, prep["normalise"])
-        problems = sources.unusable(flux, mask, prep["min_good_fraction"])
+        prepared = prepare(spectra, loglam, prep["normalise"])
+        flux, mask = prepared.flux, prepared.mask
+        problems = _unusable(prepared, prep["min_good_fraction"])
         keep = np.array([p is None for p in problems])
         for sid, problem in zip(spectra.ids, problems):
             if problem is not None:
@@ -344,9 +349,9 @@ def inspect_file(path, grid: dict, normalise: str = "minmax", min_good_fraction:
         return out
     out.update(format=spectra.format, layout=spectra.layout)
     loglam = preprocess.grid_loglam(grid)
-    flux, mask = (prepare(spectra, loglam, normalise) if spectra.ids
-                  else (np.zeros((0, len(loglam))), np.zeros((0, len(loglam)), bool)))
-    problems = sources.unusable(flux, mask, min_good_fraction) if len(flux) else []
+    prepared = prepare(spectra, loglam, normalise) if spectra.ids else None
+    mask = None if prepared is None else prepared.mask  # read only for spectra.ids
+    problems = [] if prepared is None else _unusable(prepared, min_good_fraction)
     for i, sid in enumerate(spectra.ids):
         if spectra.records:
             rec = spectra.records[i]

@@ -202,6 +202,26 @@ def normalisation(flux, bad, method: str = "minmax") -> tuple[np.ndarray, np.nda
     return zero, np.where(has_good & (np.abs(median) > 0), np.abs(median), 1.0)
 
 
+# Flat to within this fraction of the row's flux level. A constant row rebinned to the grid keeps
+# ~1e-12 of relative rounding and float32 storage ~1.2e-7 (one eps); 1e-6 (about 8 float32 eps)
+# lies above both and far below the depth of any real spectral line.
+FLAT_RTOL = 1e-6
+
+
+def flat_rows(flux, bad, offset=0.0, scale=1.0) -> np.ndarray:
+    """(N,) True where a row's good pixels are flat: span <= FLAT_RTOL * max |flux|, measured on
+    the raw flux (flux * scale + offset), since min-max would blow a constant row's rounding up
+    to [0, 1]. The test is strict (span > tolerance keeps a row), so an all-zero row is flat
+    without a floor in flux units, which would refuse tables holding cgs fluxes of 1e-17."""
+    flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    raw = (flux * np.asarray(scale, dtype=np.float64).reshape(-1, 1)
+           + np.asarray(offset, dtype=np.float64).reshape(-1, 1))
+    good = ~np.atleast_2d(bad)
+    hi = np.where(good, raw, -np.inf).max(axis=1)
+    lo = np.where(good, raw, np.inf).min(axis=1)
+    level = np.maximum(np.abs(hi), np.abs(lo))  # inf, with span -inf, where no pixel is good
+    return ~(hi - lo > FLAT_RTOL * level)
+
 def normalise(flux, bad, method: str = "minmax") -> np.ndarray:
     """Normalise each row using its own good pixels only. Rows without good pixels are left.
     minmax puts the row in [0, 1] (filled pixels lie between good neighbours)."""

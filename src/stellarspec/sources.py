@@ -39,8 +39,8 @@ Selection for sdss, in this order; each dropped input becomes one rejects row:
   5. lo <= S/N <= hi for the subclass, S/N from snr_column (sdss) or the table's snr;
   6. after resampling, at least one good pixel on the common grid ('all masked'), at least
      min_good_fraction (default 0.5) of its pixels good ('poor coverage'), and not flat: its
-     good pixels do not all have the same flux ('flat spectrum', which min-max would turn
-     into 0/0);
+     good pixels span more than 1e-6 of its flux level ('flat spectrum', which min-max would
+     turn into 0/0 or blow its rounding up to [0, 1]);
   7. one spectrum per object (sdss): the highest S/N is kept, the others are 'duplicate object';
   8. at most `count` spectra per subclass: spectra are ranked by a hash of (sdss.seed or
      table.seed, default 0, spectrum id) and the first `count` kept, the rest are 'above
@@ -223,16 +223,17 @@ def _reject(rejects: list, source_id, reason: str, detail: str) -> None:
     rejects.append({"source_id": str(source_id), "reason": reason, "detail": detail})
 
 
-def unusable(flux, mask, min_fraction: float) -> list[tuple[str, str] | None]:
+def unusable(flux, mask, min_fraction: float, offset=0.0, scale=1.0
+             ) -> list[tuple[str, str] | None]:
     """(reason, detail) for each preprocessed spectrum that must not be used, else None: no good
-    pixel on the common grid, fewer than `min_fraction` of them good, or a flat spectrum (its
-    good pixels all equal). Normalisation maps each row by a positive affine map, so a row is
-    flat after it exactly when it was flat before (where min-max would have divided 0 by 0)."""
+    pixel on the common grid, fewer than `min_fraction` of them good, or a flat spectrum
+    (preprocess.flat_rows: flat relative to its level, judged on the raw flux
+    flux * scale + offset; pass Prepared's flux_offset and flux_scale)."""
     flux, good = np.atleast_2d(flux), ~np.atleast_2d(mask)
     n_good = good.sum(axis=1)
-    span = (np.where(good, flux, -np.inf).max(axis=1) - np.where(good, flux, np.inf).min(axis=1))
+    flat = preprocess.flat_rows(flux, ~good, offset, scale)
     out = []
-    for n, s in zip(n_good, span):
+    for n, is_flat in zip(n_good, flat):
         fraction = n / flux.shape[1]
         if n == 0:
             out.append((sdss_fits.ALL_MASKED, "no good pixel on the common grid"))
@@ -240,8 +241,9 @@ def unusable(flux, mask, min_fraction: float) -> list[tuple[str, str] | None]:
             out.append((POOR_COVERAGE, f"{n} of {flux.shape[1]} pixels of the common grid "
                                        f"({fraction:.1%}) are good; min_good_fraction is "
                                        f"{min_fraction:g}"))
-        elif not s > 0:
-            out.append((FLAT_SPECTRUM, "every good pixel has the same flux: nothing to "
+        elif is_flat:
+            out.append((FLAT_SPECTRUM, "every good pixel has the same flux (to "
+                                       f"{preprocess.FLAT_RTOL:g} of its level): nothing to "
                                        "normalise or classify"))
         else:
             out.append(None)
@@ -249,7 +251,9 @@ def unusable(flux, mask, min_fraction: float) -> list[tuple[str, str] | None]:
 
 
 def _drop_unusable(batch: _Batch, rejects: list, cfg: dict) -> _Batch:
-    problems = unusable(batch.flux, batch.mask, min_good_fraction(cfg)) if len(batch.flux) else []
+    prepared = batch.prepared
+    problems = (unusable(batch.flux, batch.mask, min_good_fraction(cfg), prepared.flux_offset,
+                         prepared.flux_scale) if len(batch.flux) else [])
     for sid, problem in zip(batch.meta["source_id"], problems):
         if problem is not None:
             _reject(rejects, sid, *problem)
