@@ -1,12 +1,13 @@
 """The grid's shape from config, and bad configs stopped before any job runs (named key)."""
+import subprocess
 from pathlib import Path
 
 import pytest
 
 import yaml
 
-from workflow_helpers import (REPO, absolute_shared_paths, planned_jobs, read_config, snakemake,
-                              workflow_copy, write_config)
+from workflow_helpers import (REPO, SNAKEMAKE, absolute_shared_paths, planned_jobs, read_config,
+                              snakemake, workflow_copy, write_config)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,11 @@ BAD_CONFIGS = [
     ("missing template path", {"source": "templates", "templates": {"sdss_path": "/nonexistent/t.fits"}},
      "templates.sdss_path"),
     ("unknown key", {"experimnet": {"seeds": [0]}}, "experimnet"),
+    ("input on a reference model", {"models": {"majority": {"fixed": {"input": "standardized"}}}},
+     "models.majority.fixed.input"),
+    ("input in a reference model's grid",
+     {"models": {"snr_only": {"grid": {"max_depth": [2], "input": ["minmax", "standardized"]}}}},
+     "models.snr_only.grid.input"),
 ]
 
 
@@ -181,3 +187,16 @@ def test_model_variants_of_one_family_run_side_by_side(tmp_path):
         "family": "cnn", "grid": {"lr": [1.0e-3]}}}, "experiment": {"models": ["cnn3"]}})
     result = snakemake(root, "-n")
     assert result.returncode != 0 and "models.cnn3.fixed.max_epochs" in result.stdout + result.stderr
+
+
+LINT_CONFIGS = {"default": [], "paper": ["--configfile", "config/paper.yaml"],
+                "per_fold": ["--config", "search={cv_jobs: per_fold}"]}
+
+
+@pytest.mark.parametrize("args", LINT_CONFIGS.values(), ids=list(LINT_CONFIGS))
+def test_snakemake_lint_is_clean(args):
+    # In place: the lint reads the rules and the shipped configs, and writes nothing.
+    result = subprocess.run([SNAKEMAKE, "--lint", *args], cwd=REPO, text=True,
+                            capture_output=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "Lints for" not in out, out

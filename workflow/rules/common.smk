@@ -26,6 +26,14 @@ def check_config(cfg):
         if settings["family"] not in FAMILIES:
             _config_error(f"models.{model}.family", f"{model} is not a model family, so it needs "
                           f"family: one of {', '.join(FAMILIES)}")
+        if settings["family"] in REFERENCE_FAMILIES:
+            # A reference model never reads the flux as a model input, so `input` would be
+            # silently ignored: refuse it rather than let a row look like something it is not.
+            for part in ("fixed", "grid"):
+                if "input" in settings.get(part, {}):
+                    _config_error(f"models.{model}.{part}.input",
+                                  f"{model} is a reference model ({settings['family']}), which "
+                                  "takes no input setting; remove it")
         deep = settings["family"] not in ("svm",) + REFERENCE_FAMILIES
         if deep and "max_epochs" not in settings["fixed"] and "max_epochs" not in settings.get("grid", {}):
             _config_error(f"models.{model}.fixed.max_epochs", f"deep model {model} needs max_epochs "

@@ -179,7 +179,7 @@ else:
             training=config["training"],
             search=config["search"],
             # checkpoints of each fold's candidate stacks, kept so that a killed job resumes
-            workdir=lambda wildcards, output: [path + ".work" for path in output.folds],
+            workdir=lambda wildcards, output: [f"{path}.work" for path in output.folds],
         threads: config["resources"]["threads_deep"]
         resources:
             gpu=config["resources"]["gpu"],
