@@ -89,7 +89,7 @@ def test_tables_have_every_cell_and_sensible_spread():
     acc = table4[table4.metric == "accuracy"]
     assert set(acc["type"]) == {"K", "F", "average"} and table4["train_fraction"].eq(0.7).all()
     svm_k = acc[(acc.model == "svm") & (acc.type == "K")].iloc[0]
-    assert svm_k["paper"] == 0.850
+    assert svm_k["paper"] == 0.8498
     assert svm_k["mean"] == pytest.approx(fits[(fits.model == "svm") & (fits.type == "K")
                                                & (fits.train_fraction == 0.7)]["accuracy"].mean())
     avg = acc[(acc.model == "cnn") & (acc.type == "average")].iloc[0]
@@ -113,10 +113,20 @@ def test_table3_paper_values_beside_bert_cnn_only():
     table3 = build_tables(fits, preds, expected, "simulated", n_bootstrap=0)[0]["table3"]
     row = table3[(table3.model == "bert_cnn") & (table3.type == "K") & (table3.train_fraction == 0.7)
                  & (table3.metric == "recall_macro")].iloc[0]
-    assert row["paper"] == 0.9809
+    assert row["paper"] == 0.9809 and (row["paper_n_train"], row["paper_n_test"]) == (2269, 972)
     assert table3[table3.model == "svm"]["paper"].isna().all()
+    # Every fraction of the paper shows for BERT-CNN, with no score of ours where none was run.
+    bert = table3[table3.model == "bert_cnn"]
+    assert set(bert["train_fraction"]) == {0.3, 0.4, 0.5, 0.6, 0.7}
+    assert set(table3[table3.model == "svm"]["train_fraction"]) == {0.5, 0.7}
+    unrun = bert[(bert.type == "F") & (bert.train_fraction == 0.4)].set_index("metric")
+    assert unrun["mean"].isna().all() and unrun["n_seeds"].eq(0).all()
+    assert unrun.loc["precision_macro", "paper"] == 0.8756 and unrun["paper_n_test"].eq(3073).all()
     md = table3_markdown(table3, n_bootstrap=0)
     assert "2PR/(P+R)" in md and "0.9809" in md and "| n_train | n_test |" in md
+    assert ("| bert_cnn | 0.4 | – | – | – | – | – | – | 2048 / 3073 | 0.8756 / 0.8900 / 0.8827 |"
+            in md)
+    assert "0.9656 where 2PR/(P+R) of its P and R gives 0.9636" in md
 
 
 def test_snr_region_shared_bins_and_none():
@@ -190,7 +200,7 @@ def test_markdown_and_latex_of_every_table(tmp_path):
     fits, preds, expected, snr = fake_grid()
     tables, _ = build_tables(fits, preds, expected, "simulated", n_bootstrap=100, snr=snr, windows=WINDOWS)
     md = table4_markdown(tables["table4"])
-    assert "source: simulated" in md and "(paper: 0.850)" in md and "hierarchical bootstrap" in md
+    assert "source: simulated" in md and "(paper: 0.8498)" in md and "hierarchical bootstrap" in md
     tex = markdown_to_latex(md)
     assert tex.count(r"\begin{tabular}") == 1 and r"$\pm$" in tex and "svm" in tex
     md3 = table3_markdown(tables["table3"])

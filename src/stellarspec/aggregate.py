@@ -18,8 +18,8 @@ import pandas as pd
 from . import stats
 from .io import read_json, write_csv, write_text
 from .metrics import compute_metrics, label_indices, scores_from_confusion
-from .paper import (CITATION, TABLE3_SOURCE, TABLE4_TRAIN_FRACTION, paper_accuracy,
-                    paper_table3)
+from .paper import (CITATION, TABLE3_F1_NOTE, TABLE3_FRACTIONS, TABLE3_MODEL, TABLE3_SOURCE,
+                    TABLE3_TYPES, TABLE4_TRAIN_FRACTION, paper_accuracy, paper_table3)
 
 TABLE3_METRICS = ("precision_macro", "recall_macro", "f1_of_macro_pr", "f1_macro_mean")
 SNR_METRICS = ("accuracy", "f1_of_macro_pr")
@@ -237,7 +237,7 @@ def build_tables(fits: pd.DataFrame, predictions: dict, expected: dict, source: 
             cell["n_test"] = np.mean([f["n_test"] for f in fit_summaries])
         cells[(stype, model, frac)] = cell
 
-    tables = {"table3": _table3(cells, source, partial).sort_values(
+    tables = {"table3": _table3(cells, expected, source, partial).sort_values(
                   ["type", "model", "train_fraction"], key=lambda s: s.map(order) if s.name == "model" else s,
                   ignore_index=True, kind="stable"),
               "table4": _table4(cells, expected, source, partial, regions, n_bootstrap)}
@@ -257,17 +257,26 @@ def _n(group, column):
     return float(values.mean()) if len(values) else np.nan
 
 
-def _table3(cells, source, partial) -> pd.DataFrame:
+def _table3(cells, expected, source, partial) -> pd.DataFrame:
     rows = []
     names = {"precision_macro": "precision", "recall_macro": "recall", "f1_of_macro_pr": "f1"}
-    for (stype, model, frac), cell in cells.items():
+    # The paper's rows this run lacks (a fraction it does not run) still show, with "–" for ours,
+    # so that the whole published table sits beside what was run.
+    keys = dict.fromkeys(cells)
+    if TABLE3_MODEL in expected["models"]:
+        keys |= dict.fromkeys((t, TABLE3_MODEL, f) for t in expected["types"]
+                              if t in TABLE3_TYPES for f in TABLE3_FRACTIONS)
+    for stype, model, frac in keys:
+        cell = cells.get((stype, model, frac))
         paper = paper_table3(model, stype, frac)
         for metric in TABLE3_METRICS:
+            ours = (summarise(cell["observed"][metric], cell["replicates"].get(metric))
+                    if cell else summarise(np.array([]), None))
             rows.append({"source": source, "type": stype, "model": model, "train_fraction": frac,
                          "metric": metric, "averaging": "macro",
-                         "n_train": _n(cell["group"], "n_train"),
-                         "n_test": _n(cell["group"], "n_test")}
-                        | summarise(cell["observed"][metric], cell["replicates"].get(metric))
+                         "n_train": _n(cell["group"], "n_train") if cell else np.nan,
+                         "n_test": _n(cell["group"], "n_test") if cell else np.nan}
+                        | ours
                         | {"paper": paper.get(names.get(metric, "")),
                            "paper_n_train": paper["n_train"], "paper_n_test": paper["n_test"],
                            "partial": partial})
@@ -414,26 +423,31 @@ def table3_markdown(table3: pd.DataFrame, n_bootstrap: int = 1000) -> str:
     lines = [f"# Table 3: macro precision, recall, F1 by train fraction (source: {source})", "",
              "F1 is the paper's definition: 2PR/(P+R) of macro precision P and macro recall R "
              "(`f1_of_macro_pr`). The mean of the per-class F1s (`f1_macro_mean`, scikit-learn's "
-             "macro F1) is given in the last column; it is never larger. Macro average: every "
+             "macro F1) is given beside it; it is never larger. Macro average: every "
              "subclass weighs the same. n_train, n_test: spectra per fit (mean over seeds).", "",
              f"Ours: mean ± std over seeds [{ci_note(n_seeds, n_bootstrap)}].", "",
-             f"Paper: BERT-CNN only, P / R / F1 as published ({CITATION}); source of the stored "
-             f"values: {TABLE3_SOURCE}. '–': not stored.", ""]
+             f"Paper: BERT-CNN only, n_train / n_test and P / R / F1 from {TABLE3_SOURCE} "
+             f"({CITATION}), at its fractions {', '.join(f'{f:g}' for f in TABLE3_FRACTIONS)}; "
+             f"{TABLE3_F1_NOTE}. '–' under ours: a fraction (or, in a partial grid, a fit) "
+             "this run does not have.", ""]
     lines += _partial_note(table3)
     for stype, tgroup in table3.groupby("type", sort=True):
         lines += [f"## {stype} ({source})", "",
                   "| model | train fraction | n_train | n_test | P | R | F1 = 2PR/(P+R) | "
-                  "mean per-class F1 | paper P / R / F1 |", "|---|---|---|---|---|---|---|---|---|"]
+                  "mean per-class F1 | paper n_train / n_test | paper P / R / F1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for (model, frac), rows in tgroup.groupby(["model", "train_fraction"], sort=False):
             by = rows.set_index("metric")
-            paper = ""
-            if by["paper"].notna().any() or model == "bert_cnn":
+            first = by.iloc[0]
+            paper_n = paper = ""
+            if by["paper"].notna().any() or model == TABLE3_MODEL:
+                paper_n = f"{_count(first['paper_n_train'])} / {_count(first['paper_n_test'])}"
                 paper = " / ".join(_value(by.loc[m, "paper"])
                                    for m in ("precision_macro", "recall_macro", "f1_of_macro_pr"))
-            first = by.iloc[0]
             lines.append(f"| {model} | {frac:g} | {_count(first['n_train'])} | "
                          f"{_count(first['n_test'])} | "
-                         + " | ".join(_cell(by.loc[m]) for m in TABLE3_METRICS) + f" | {paper} |")
+                         + " | ".join(_cell(by.loc[m]) for m in TABLE3_METRICS)
+                         + f" | {paper_n} | {paper} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -484,7 +498,7 @@ def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000,
             else:
                 row = sub.loc["accuracy"]
                 paper = row["paper"]
-                cells.append(_cell(row) + (f" (paper: {paper:.3f})" if pd.notna(paper) else ""))
+                cells.append(_cell(row) + (f" (paper: {paper:.4f})" if pd.notna(paper) else ""))
             if matched and stype != "average":
                 if "accuracy_snr_matched" in sub.index:
                     cells.append(f"{_value(sub.loc['accuracy_snr_matched', 'mean'], 3)} / "
