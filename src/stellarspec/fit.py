@@ -32,7 +32,7 @@ from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
 from .preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
-from .runtime import keep_freed_memory
+from .runtime import configured_precision, keep_freed_memory
 from .search import candidates, model_rungs, rung_epochs, search_settings
 from .splits import fold_rows
 
@@ -253,6 +253,7 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
     from .lightning_modules import (BatchedClassifierModule, build_classifier, make_trainer,
                                     training_finished)
 
+    numerics = configured_precision(training["precision"])  # TF32 off on a GPU
     out_dir = Path(out_dir)
     train_rows, val_rows, predict_rows = training_rows(ds, split, fold, training, seed)
     device = device_type()
@@ -298,6 +299,7 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
             "epochs": module.state.epochs.cpu().numpy(),
             "best_epoch": module.state.best_epoch.cpu().numpy(),
             "resumed_from_epoch": resumed_from, "device": device_name(), "used": used,
+            "tf32": numerics["tf32"],
             "n_fit": len(train_rows), "n_early_stopping": len(val_rows)
             if training["stopping"] == "holdout" else 0}
 
@@ -546,7 +548,7 @@ def promote(fold_csvs: list, metric: str, rung: int, eta: int, out_json,
 
 
 def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads: int, seed: int,
-             workdir=None, fold=None) -> None:
+             workdir=None, fold=None, training=None) -> None:
     """Masked-patch pretraining of the BERT encoder on the split's train rows, or (fold k) on
     CV fold k's fit rows only, + the extra unlabelled set; never the test rows nor, for a fold,
     its validation rows; labels unused. A seeded, grouped 10% of those spectra
@@ -554,13 +556,15 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
     (patch embedding and pixel standardiser included), 'config': BertEncoder kwargs, 'fold',
     'rows' (the dataset rows seen), 'extra_ids', 'extra_groups', ...} to
     out_path and the loss history to out_path with suffix .json. pretrain_cfg may also set
-    `patience` (early stopping; default: none)."""
+    `patience` (early stopping; default: none). Of the training settings (`training`), only
+    precision applies here, as in the classifier's training (bf16-mixed: bf16 autocast)."""
     import pytorch_lightning as pl
     import torch
 
     from .lightning_modules import (PretrainModule, SpectraDataModule, encoder_config,
                                     make_trainer, training_finished)
 
+    numerics = configured_precision(training_settings(training)["precision"])  # TF32 off
     ds, split = _load(dataset, split)
     out_path = Path(out_path)
     start = time.perf_counter()
@@ -575,7 +579,7 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
                                pretrain_fold=fold)
         encoder = encoder_config(fixed, dm.n_pixels)
         module = PretrainModule(encoder, float(pretrain_cfg["mask_fraction"]),
-                                float(pretrain_cfg["lr"]), seed)
+                                float(pretrain_cfg["lr"]), seed, numerics["precision"])
         module.model.encoder.standardizer.fit(dm.train_set.tensors[0])
         initial, baseline = heldout_losses(module, dm)
         max_epochs = int(pretrain_cfg["max_epochs"])
@@ -597,7 +601,7 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
     with atomic_path(out_path) as tmp:
         torch.save({"encoder": state, "config": encoder, "mask_fraction": module.mask_fraction,
                     "seed": int(seed), "fold": None if fold is None else int(fold),
-                    "rows": dm.pretrain_rows.tolist(),
+                    "precision": numerics["precision"], "rows": dm.pretrain_rows.tolist(),
                     "extra_ids": [] if dm.extra is None else dm.extra.id.tolist(),
                     "extra_groups": [] if dm.extra is None else dm.extra.group.tolist()}, tmp)
     write_json(out_path.with_suffix(".json"), {
@@ -608,7 +612,7 @@ def pretrain(dataset, split, fixed: dict, pretrain_cfg: dict, out_path, threads:
         "n_extra_unlabelled": 0 if dm.extra is None else len(dm.extra),
         "fold": None if fold is None else int(fold),
         "encoder": encoder, "pretrain": pretrain_cfg, "seed": int(seed),
-        "device": device_name(), "seconds": time.perf_counter() - start})
+        **numerics, "device": device_name(), "seconds": time.perf_counter() - start})
 
 
 def heldout_losses(module: PretrainModule, dm: SpectraDataModule) -> tuple[float, float]:
@@ -630,7 +634,8 @@ def _heldout_losses(module, dm) -> tuple[float, float]:
     mean_spectrum = dm.train_set.tensors[0].mean(0, keepdim=True)
     for batch_idx, (flux,) in enumerate(dm.val_dataloader()):
         masked = module.validation_mask(len(flux), batch_idx, flux.device)
-        total += float(model.loss(flux, masked)) * len(flux)
+        with module.autocast():  # the held-out loss in the precision the module trains in
+            total += float(model.loss(flux, masked)) * len(flux)
         target = encoder.embed.patches(encoder.standardizer(flux))
         guess = encoder.embed.patches(encoder.standardizer(mean_spectrum)).expand_as(target)
         baseline += float(torch.nn.functional.mse_loss(guess[masked], target[masked])) * len(flux)
@@ -688,7 +693,7 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
                     "n_fit": result["n_fit"], "n_early_stopping": result["n_early_stopping"],
                     "stopping": {k: training[k] for k in ("stopping", "holdout_fraction",
                                                           "min_epochs")},
-                    "precision": used["precision"],
+                    "precision": used["precision"], "tf32": result["tf32"],
                     "cuda_batch_scaling": used["cuda_batch_scaling"],
                     "training": {"batch_size": used["batch_size"], "lr": used["lr"],
                                  "n_fit": result["n_fit"],

@@ -398,16 +398,19 @@ def _buffers(tensors: dict) -> torch.nn.Module:
 
 
 class PretrainModule(pl.LightningModule):
-    """Masked-patch reconstruction with Adam. Validation masks are fixed per batch index, so
-    the held-out loss is comparable between epochs (and before training)."""
+    """Masked-patch reconstruction with Adam, in training.precision. Validation masks are fixed
+    per batch index, so the held-out loss is comparable between epochs (and before training)."""
+    autocast = BatchedClassifierModule.autocast  # bf16 autocast under bf16-mixed
 
-    def __init__(self, encoder: dict, mask_fraction: float, lr: float, seed: int = 0):
+    def __init__(self, encoder: dict, mask_fraction: float, lr: float, seed: int = 0,
+                 precision: str = "32-true"):
         super().__init__()
         if not 0.15 <= mask_fraction <= 0.30:
             raise ValueError(f"mask_fraction must be in [0.15, 0.30], got {mask_fraction}")
         self.save_hyperparameters()
         self.model = MaskedPatchModel(BertEncoder(**encoder))
         self.mask_fraction, self.lr, self.seed = float(mask_fraction), float(lr), int(seed)
+        self.precision_name = precision
 
     def on_train_batch_start(self, batch, batch_idx):
         torch.manual_seed(epoch_seed(self.seed, self.current_epoch, batch_idx))  # masks, dropout
@@ -415,7 +418,8 @@ class PretrainModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         (flux,) = batch
         masked = self.model.random_mask(len(flux), self.mask_fraction, device=flux.device)
-        loss = self.model.loss(flux, masked)
+        with self.autocast():
+            loss = self.model.loss(flux, masked)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(flux))
         return loss
 
@@ -425,7 +429,8 @@ class PretrainModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         (flux,) = batch
-        loss = self.model.loss(flux, self.validation_mask(len(flux), batch_idx, flux.device))
+        with self.autocast():
+            loss = self.model.loss(flux, self.validation_mask(len(flux), batch_idx, flux.device))
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(flux))
 
     def configure_optimizers(self):

@@ -1,4 +1,5 @@
-"""Process settings for the jobs that train or evaluate networks on the CPU."""
+"""Process settings for the jobs that train or evaluate networks: the CPU's allocator, and the
+float32 arithmetic torch may use on a GPU."""
 from __future__ import annotations
 
 import ctypes
@@ -28,3 +29,25 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 512 
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(
         mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
+def configured_precision(precision: str) -> dict:
+    """Turn TF32 off for float32 matmuls and cuDNN convolutions, and return the run's record
+    {"precision", "tf32"} (tf32 read back from torch).
+
+    On an Ampere-or-later GPU, TF32 keeps 10 of float32's 23 mantissa bits, and PyTorch
+    allows it for convolutions by default: a "32-true" run would be another experiment than
+    the CPU's. bf16-mixed autocasts its own ops to bf16; what it leaves in float32 stays so.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    return {"precision": precision, "tf32": bool(tf32)}

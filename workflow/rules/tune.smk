@@ -48,6 +48,8 @@ rule pretrain:
         fixed=lambda wildcards: model_settings(wildcards.model)["fixed"],
         fold=lambda wildcards: None if wildcards.part == "train" else int(wildcards.part[4:]),
         pretrain=config["pretrain"],
+        # only the precision: other training settings leave pretraining as it is
+        training={"precision": config["training"]["precision"]},
     threads: config["resources"]["threads_deep"]
     resources:
         gpu=config["resources"]["gpu"],
