@@ -173,6 +173,31 @@ def test_table5_pairs_every_model_with_holm():
     assert "Holm" in md and md.count("| svm | cnn |") == 2
 
 
+def test_table5_says_what_difference_each_pair_could_detect(tmp_path):
+    from stellarspec import stats
+    from stellarspec.aggregate import ALPHA, table5_null_sentence, write_table_csv
+
+    fits, preds, expected, _ = fake_grid(models=("svm", "cnn", "majority"), seeds=(0, 1))
+    table5 = build_tables(fits, preds, expected, "simulated", n_bootstrap=20)[0]["table5"]
+    row = table5.iloc[0]
+    # One seed's 300 spectra, both seeds' discordance, Holm's worst level over the 3 pairs,
+    # halved for the 2 x mean combination of the 2 seeds.
+    discordance = (row["only_a_right"] + row["only_b_right"]) / (2 * 300)
+    assert row["detectable_difference_80"] == pytest.approx(
+        stats.mcnemar_detectable_difference(300, discordance, ALPHA / 3 / 2))
+    write_table_csv(tmp_path / "table5.csv", table5)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "table5.csv")["detectable_difference_80"],
+                               table5["detectable_difference_80"], atol=1e-6)
+    # Every model is equally accurate here, so there are null pairs; the sentence quotes the
+    # largest detectable difference among them, in accuracy points, and reaches the markdown.
+    k = table5[(table5.type == "K") & (table5.train_fraction == 0.7)]
+    largest = 100 * k.loc[~k["differs_95"], "detectable_difference_80"].max()
+    sentence = table5_null_sentence(k)
+    assert f"Differences below {largest:.1f} accuracy points cannot be detected" in sentence
+    md = table5_markdown(table5, 0.7)
+    assert "detectable at 80% power" in md and "Connor" in md and sentence in md
+    assert table5_null_sentence(k.assign(differs_95=True)) == ""
+
 def test_one_model_gives_an_empty_table5_that_still_renders(tmp_path):
     from stellarspec.figures import forest_plot
 

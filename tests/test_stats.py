@@ -38,6 +38,32 @@ def test_holm_by_hand():
     assert len(stats.holm([])) == 0
 
 
+def test_detectable_difference_by_hand():
+    # n = 1000 spectra, discordance psi = 0.2, two-sided alpha 0.05, 80% power:
+    # z_a = 1.95996, z_b = 0.84162, z_a^2 = 3.84146, z_b^2 = 0.70833.
+    # d = sqrt(0.2) [1.95996 sqrt(1000) + 0.84162 sqrt(1000 + 0.70833 - 3.84146)] / 1000.70833
+    #   = 0.447214 [61.9795 + 0.84162 * 31.5732] / 1000.70833
+    #   = 0.447214 * 88.5522 / 1000.70833 = 0.03957,
+    # near the rough (z_a + z_b) sqrt(psi / n) = 2.80158 * 0.0141421 = 0.03962. Back into
+    # Connor's formula: [1.95996 * 0.447214 + 0.84162 sqrt(0.2 - 0.03957^2)]^2 / 0.03957^2
+    # = (0.876522 + 0.374907)^2 / 0.0015661 = 1000.
+    d = stats.mcnemar_detectable_difference(1000, 0.2)
+    assert d == pytest.approx(0.03957, abs=1e-5)
+    z_a, z_b = 1.959964, 0.841621
+    assert (z_a * np.sqrt(0.2) + z_b * np.sqrt(0.2 - d ** 2)) ** 2 / d ** 2 == pytest.approx(1000)
+
+
+def test_detectable_difference_shrinks_with_the_test_set_and_needs_discordance():
+    n = np.array([100, 400, 1600, 6400])
+    d = stats.mcnemar_detectable_difference(n, 0.2)
+    assert np.all(np.diff(d) < 0)
+    assert d[1] / d[2] == pytest.approx(2, rel=0.01)  # ~ 1 / sqrt(n)
+    # A stricter alpha (Holm over several pairs) needs a larger difference.
+    assert stats.mcnemar_detectable_difference(1000, 0.2, alpha=0.05 / 3) > d[2]
+    # No, or too few (5 < ~8), discordant spectra: no difference is detectable.
+    assert stats.mcnemar_detectable_difference(1000, [0.0, 0.005]).tolist() == [np.inf, np.inf]
+    assert np.isfinite(stats.mcnemar_detectable_difference(1000, 0.01))
+
 def test_paired_bootstrap_matches_the_exact_bootstrap_distribution():
     # a right on 3 of 4, b on 1 of 4, b's one right also a's: d = a - b = [0, 1, 1, 0].
     # Resampling 4 spectra, mean(d*) = K/4 with K ~ Binomial(4, 1/2).

@@ -29,7 +29,7 @@ KEY = ["type", "model", "train_fraction", "seed"]
 TABLE5_COLUMNS = ["source", "type", "train_fraction", "model_a", "model_b", "n_seeds", "n_test",
                   "accuracy_a", "accuracy_b", "difference", "ci95_low", "ci95_high", "only_a_right",
                   "only_b_right", "mcnemar_p_per_seed", "mcnemar_p", "mcnemar_p_pooled", "holm_p",
-                  "differs_95", "ci_excludes_zero", "partial"]
+                  "differs_95", "ci_excludes_zero", "detectable_difference_80", "partial"]
 ALPHA = 0.05
 
 
@@ -346,7 +346,14 @@ def _aligned(summary: dict, ids: np.ndarray, where: str) -> np.ndarray:
 
 
 def _table5(summaries, expected, source, partial, n_bootstrap, seed) -> pd.DataFrame:
-    """Every pair of models on the same test spectra, per type and fraction (Holm within each)."""
+    """Every pair of models on the same test spectra, per type and fraction (Holm within each).
+
+    detectable_difference_80: the smallest |accuracy difference| the McNemar test detects with
+    80% power (stats.mcnemar_detectable_difference), for one seed's test size and the seeds'
+    pooled discordance rate, at the level Holm needs at worst (ALPHA / pairs in the block),
+    halved for several seeds as their combination is 2 x mean p. Seeds add no power there: their
+    test sets overlap, so they are not pooled into one larger test. inf: too few discordant
+    spectra for any difference."""
     rows = []
     for stype, frac in itertools.product(expected["types"], [float(f) for f in expected["fractions"]]):
         block = []
@@ -385,8 +392,13 @@ def _table5(summaries, expected, source, partial, n_bootstrap, seed) -> pd.DataF
             adjusted = stats.holm([r["mcnemar_p"] for r in block])
             for r, p in zip(block, adjusted):
                 excludes_zero = bool(np.isfinite(r["ci95_low"]) and (r["ci95_low"] > 0 or r["ci95_high"] < 0))
+                alpha = ALPHA / len(block) / (2 if r["n_seeds"] > 1 else 1)
+                discordance = ((r["only_a_right"] + r["only_b_right"])
+                               / max(r["n_seeds"] * r["n_test"], 1))
+                detectable = stats.mcnemar_detectable_difference(r["n_test"], discordance, alpha)
                 rows.append(r | {"holm_p": float(p), "differs_95": bool(p < ALPHA),
-                                 "ci_excludes_zero": excludes_zero, "partial": partial})
+                                 "ci_excludes_zero": excludes_zero,
+                                 "detectable_difference_80": detectable, "partial": partial})
     return pd.DataFrame(rows, columns=TABLE5_COLUMNS)
 
 
@@ -555,24 +567,53 @@ def table5_markdown(table5: pd.DataFrame, fraction: float, n_bootstrap: int = 10
              "however the seeds depend on each other (their test sets overlap). Holm: that p-value "
              "adjusted across all pairs of the same type and fraction; 'differs' = Holm p < 0.05. "
              "Every fraction, and a pooled stratified McNemar that assumes independent seeds, are "
-             "in table5.csv.", ""]
+             "in table5.csv.", "",
+             "Detectable at 80% power: the smallest |a - b| this McNemar test finds 4 times in 5, "
+             "by Connor's (1987) normal approximation, from one seed's test size and the seeds' "
+             "pooled discordance rate (share of spectra only one model got right), at the level "
+             "Holm needs at worst, 0.05 / (pairs of the type), halved with several seeds for the "
+             "2 x mean combination. A pair that does not differ may still differ by less than "
+             "this; 'none': too few discordant spectra to detect any difference.", ""]
     lines += _partial_note(table5)
     for stype, tgroup in table5[np.isclose(table5["train_fraction"], fraction)].groupby("type", sort=True):
         lines += [f"## {stype}", "",
                   "| a | b | accuracy a | accuracy b | a - b [95% CI] | a only / b only right | "
-                  "McNemar p | Holm p | differs |", "|---|---|---|---|---|---|---|---|---|"]
+                  "McNemar p | Holm p | differs | detectable at 80% power |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in tgroup.itertuples():
             ci = f" [{r.ci95_low:+.3f}, {r.ci95_high:+.3f}]" if np.isfinite(r.ci95_low) else ""
             lines.append(f"| {r.model_a} | {r.model_b} | {r.accuracy_a:.3f} | {r.accuracy_b:.3f} | "
                          f"{r.difference:+.3f}{ci} | {r.only_a_right} / {r.only_b_right} | "
-                         f"{r.mcnemar_p:.3g} | {r.holm_p:.3g} | {'yes' if r.differs_95 else 'no'} |")
-        lines.append("")
-    counts = table5.groupby(["type", "train_fraction"])["differs_95"].agg(["sum", "size"])
+                         f"{r.mcnemar_p:.3g} | {r.holm_p:.3g} | {'yes' if r.differs_95 else 'no'} | "
+                         f"{_detectable(r.detectable_difference_80)} |")
+        sentence = table5_null_sentence(tgroup)
+        lines += ["", sentence, ""] if sentence else [""]
     lines += ["## Pairs that differ (Holm p < 0.05), every fraction", "",
-              "| type | train fraction | pairs that differ |", "|---|---|---|"]
-    lines += [f"| {t} | {f:g} | {int(row['sum'])} of {int(row['size'])} |"
-              for (t, f), row in counts.iterrows()]
+              "| type | train fraction | pairs that differ | largest detectable among the others |",
+              "|---|---|---|---|"]
+    for (t, f), pairs in table5.groupby(["type", "train_fraction"]):
+        null = pairs.loc[~pairs["differs_95"].astype(bool), "detectable_difference_80"]
+        lines.append(f"| {t} | {f:g} | {int(pairs['differs_95'].sum())} of {len(pairs)} | "
+                     f"{_detectable(null.max()) if len(null) else '–'} |")
     return "\n".join(lines) + "\n"
+
+
+def _detectable(difference) -> str:
+    return f"{difference:.3f}" if np.isfinite(difference) else "none"
+
+
+def table5_null_sentence(pairs: pd.DataFrame) -> str:
+    """What the pairs (Table 5 rows) that do not differ leave open, in one sentence for the
+    README: the largest of their 80%-power detectable differences. '' if every pair differs."""
+    null = pairs.loc[~pairs["differs_95"].astype(bool), "detectable_difference_80"]
+    null = null.to_numpy(dtype=float)
+    if not len(null):
+        return ""
+    if not np.isfinite(null).all():
+        return (f"{int((~np.isfinite(null)).sum())} of the {len(null)} pairs that do not differ "
+                "have too few discordant spectra for this run to detect any difference.")
+    return (f"Differences below {100 * null.max():.1f} accuracy points cannot be detected by "
+            f"this run (80% power; the largest over the {len(null)} pairs that do not differ).")
 
 
 def _latex_escape(text: str) -> str:

@@ -8,7 +8,7 @@ spectra. The conditional bootstrap keeps the seeds fixed and resamples test spec
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
 
 def confusion_bootstrap(confusion: np.ndarray, n_bootstrap: int, rng) -> np.ndarray:
@@ -110,3 +110,22 @@ def holm(pvalues) -> np.ndarray:
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(1.0, stepped)
     return adjusted
+
+
+def mcnemar_detectable_difference(n, discordance, alpha: float = 0.05, power: float = 0.8):
+    """Smallest accuracy difference a paired McNemar test on n spectra detects with `power`.
+
+    Connor's (1987) normal approximation: n = [z_{1-alpha/2} sqrt(psi) + z_power
+    sqrt(psi - d^2)]^2 / d^2, psi the discordance rate (share of spectra exactly one model got
+    right). Squaring gives a quadratic in d with the root
+        d = sqrt(psi) [z_a sqrt(n) + z_b sqrt(n + z_b^2 - z_a^2)] / (n + z_b^2),
+    about (z_a + z_b) sqrt(psi / n). A difference cannot exceed psi, so d > psi (fewer than about
+    (z_a + z_b)^2 ~ 8 discordant spectra at alpha 0.05) or psi = 0 gives inf: nothing is
+    detectable at that discordance. Vectorised over n and discordance."""
+    n, psi = np.asarray(n, dtype=float), np.asarray(discordance, dtype=float)
+    z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)
+    with np.errstate(invalid="ignore", divide="ignore"):  # tiny n: inf below
+        d = (np.sqrt(psi) * (z_a * np.sqrt(n) + z_b * np.sqrt(n + z_b ** 2 - z_a ** 2))
+             / (n + z_b ** 2))
+    d = np.where((psi > 0) & (n >= z_a ** 2) & (d <= psi), d, np.inf)
+    return float(d) if d.ndim == 0 else d
