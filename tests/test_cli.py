@@ -22,6 +22,7 @@ from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import make_split
 
 from conftest import REPO
+from test_domain import OUT_OF_DOMAIN, label_free_tables
 from workflow_helpers import absolute_shared_paths, deep_update
 
 SUBCOMMANDS = ("export", "predict", "inspect")
@@ -54,8 +55,9 @@ def tiny_fit(tmp_path_factory):
     run = type_dir / "frac0.5_seed0"
     write_json(run / "split.json", make_split(ds.label, ds.group, 0.5, 2, seed=0))
     params = {**cfg["models"]["cnn"]["fixed"], "lr": 1e-3, "hidden_units": 32, "dropout": 0.5}
+    # holdout early stopping: a fit on its own, with no CV to choose its epochs
     fit.final_fit(type_dir / "dataset.npz", run / "split.json", "cnn", params, run / "fit" / "cnn",
-                  threads=1, seed=0)
+                  threads=1, seed=0, training={"stopping": "holdout", "min_epochs": 1})
     return run / "fit" / "cnn"
 
 
@@ -102,7 +104,8 @@ def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_pat
     assert rejects["file"].tolist() == [str(bad)]
     assert rejects["reason"].tolist() == ["corrupt FITS"]
     assert list(ours.columns) == (["id", "file", "pred", "p_G0", "p_G2", "p_G5", "label", "snr",
-                                   "good_fraction"] + classify.FLAG_COLUMNS)
+                                   "good_fraction", "template", "template_rchi2"]
+                                  + classify.FLAG_COLUMNS + ["abstain"])
     mine = ours[ours["file"] == str(table)].set_index("id").loc[theirs["id"]]
     assert mine["pred"].tolist() == theirs["pred"].tolist()
     # Same network, same float32 input. The fit predicted through the batched (stacked) model,
@@ -112,12 +115,17 @@ def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_pat
     # Test-part spectra are in the model's type and coverage; a few may lie outside the S/N
     # range of the training part, and exactly those are flagged.
     assert not mine[["other_type", "low_coverage"]].to_numpy().any()
+    assert mine["template_other_type"].mean() <= 0.05  # docs/predict.md: the false-flag bound
+    assert mine["abstain"].isna().all()  # no --min-confidence: never abstains
     train_snr = ds.snr[np.asarray(read_json(tiny_fit.parents[1] / "split.json")["train"])]
     outside = (mine["snr"] < train_snr.min()) | (mine["snr"] > train_snr.max())
     assert mine["snr_outside"].tolist() == outside.tolist()
     lamost = ours[ours["file"].str.contains("lamost")]
     assert len(lamost) == 14
     assert lamost["other_type"].all()  # no LAMOST file is G0/G2/G5, and 2 are not stars
+    by_name = lamost.set_index(lamost["file"].str.rsplit("/", n=1).str[-1])
+    out = [n.split("/")[-1] for n in OUT_OF_DOMAIN if n.startswith("lamost/")]
+    assert by_name.loc[out, "template_other_type"].all()  # A, M, galaxy, unknown: by content
 
     # The fit directory itself works as --model, and gives the same numbers.
     direct, _ = classify.predict_files(classify.load_model(tiny_fit), [table],
@@ -139,7 +147,38 @@ def test_export_holds_everything_to_use_the_model(tiny_fit, tmp_path):
     assert sum(bundle["training"]["train_counts"].values()) == bundle["training"]["n_train"]
     lo, hi = bundle["training"]["snr_range"]
     assert 0 < lo <= hi
+    check = bundle["domain"]  # the out-of-domain check travels with the model
+    assert check["in_domain"] == ["F9", "G0", "G2", "G5", "K1"] and len(check["names"]) == 40
+    assert check["train_rchi2"]["n"] == bundle["training"]["n_train"]
+    assert check["train_rchi2"]["ivar"] > 0 and check["train_rchi2"]["unit"] > 0
     assert bundle["metrics"]["accuracy"] == evaluate_fit(tiny_fit)["metrics"]["accuracy"]
+
+
+def test_predict_flags_by_content_and_abstains(tiny_fit, tmp_path, shared_data):
+    """The shared files without their labels: a G model flags the 14 M, A and non-stellar
+    ones by the nearest template alone; --min-confidence 1.01 abstains on all, 0 on none."""
+    assert stellarspec("export", tiny_fit, tmp_path / "model.pt").returncode == 0
+    others = [f"sdss/spectra/{p.name}" for p in sorted((shared_data / "sdss" / "spectra").iterdir())
+              ] + [f"lamost/{p.name}" for p in sorted((shared_data / "lamost").glob("*.fits.gz"))]
+    names = list(OUT_OF_DOMAIN) + [n for n in others if n not in OUT_OF_DOMAIN]
+    assert len(names) == 24
+    tables = label_free_tables(shared_data, tmp_path / "tables", names)
+    for confidence in ("0", "1.01"):
+        out = tmp_path / f"pred{confidence}.csv"
+        result = stellarspec("predict", "-m", tmp_path / "model.pt", tmp_path / "tables",
+                             "--min-confidence", confidence, "-o", out, "--no-progress")
+        assert result.returncode == 0, result.stderr
+        pred = pd.read_csv(out, keep_default_na=False).set_index("file").loc[list(map(str, tables))]
+        assert not pred["other_type"].any()  # no label, no CLASS: only the content speaks
+        flagged = pred["template_other_type"].to_numpy()
+        assert flagged[:len(OUT_OF_DOMAIN)].all(), pred[["template", "template_rchi2"]]
+        assert (pred["template_rchi2"] > 0).all()
+        if confidence == "0":
+            assert (pred["abstain"] == "").all() and pred["pred"].isin(["G0", "G2", "G5"]).all()
+        else:
+            assert (pred["abstain"] == classify.LOW_CONFIDENCE).all()
+            assert (pred["pred"] == "").all() and (pred[["p_G0", "p_G2", "p_G5"]] > 0).all().all()
+    assert "24 left unclassified" in result.stderr
 
 
 def test_svm_fit_cannot_be_exported(tiny_fit, tmp_path):

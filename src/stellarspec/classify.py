@@ -2,7 +2,8 @@
 
     export_model(fit_dir, out_path)   one self-contained file (torch.save of plain types): the
                                       weights, the architecture, the preprocessing, the classes,
-                                      the training data's provenance and the fit's metrics
+                                      the training data's provenance, the fit's metrics and
+                                      the templates of the out-of-domain check (domain.py)
     load_model(path)                  a Model from an exported file or straight from a fit dir
     predict_files(model, paths)       (predictions DataFrame, rejects DataFrame)
     inspect_file(path, grid)          what the readers see in one file, and why it would be
@@ -17,8 +18,13 @@ transform (the standardiser) is a buffer of the network, so it travels with the 
 Out-of-domain flags (a prediction is still made):
     other_type       the file's own label (SUBCLASS) is not one of the model's classes under the
                      training label policy, or its CLASS is not STAR
+    template_other_type  by the flux alone: its nearest SDSS template (columns template,
+                     template_rchi2) is outside the model's type and neighbours, or fits far
+                     worse than the training part's (stellarspec.domain, docs/predict.md)
     snr_outside      its S/N lies outside the training part's S/N range
     low_coverage     its good-pixel fraction on the grid is below the training part's lowest
+Abstention: with min_confidence, a spectrum whose top probability is below it gets pred '' and
+abstain 'low_confidence' (its probabilities stay).
 S/N is read from the training source's S/N column for files of that source, else SN_MEDIAN_ALL
 (SDSS), SNRG (LAMOST) or the table's snr.
 """
@@ -31,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import preprocess, readers, sdss_fits, sources
+from . import domain, preprocess, readers, sdss_fits, sources
 from .dataset import load_dataset
 from .io import atomic_path, read_json
 from .labels import match_subclass
@@ -41,7 +47,9 @@ from .progress import progress
 FORMAT = "stellarspec-model"
 FORMAT_VERSION = 1
 REJECT_COLUMNS = ["file", "id", "reason", "detail"]
-FLAG_COLUMNS = ["other_type", "snr_outside", "low_coverage"]
+FLAG_COLUMNS = ["other_type", "template_other_type", "snr_outside", "low_coverage"]
+TEMPLATE_COLUMNS = ["template", "template_rchi2"]
+LOW_CONFIDENCE = "low_confidence"  # the abstain column's reason
 DEFAULT_SNR_KEYS = {"sdss": "SN_MEDIAN_ALL", "lamost": "SNRG"}
 
 
@@ -75,8 +83,10 @@ def fit_paths(fit_dir) -> dict:
     return paths
 
 
-def bundle_from_fit(fit_dir) -> dict:
-    """The exported model, as a dict of plain types and tensors (what `export_model` saves)."""
+def bundle_from_fit(fit_dir, templates=None) -> dict:
+    """The exported model, as a dict of plain types and tensors (what `export_model` saves).
+    `templates`: the template file of the out-of-domain check (default: resolved by
+    `template_check`)."""
     from . import fit as fit_module
 
     paths = fit_paths(fit_dir)
@@ -91,6 +101,11 @@ def bundle_from_fit(fit_dir) -> dict:
     good = (~ds.mask[train]).mean(axis=1)
     counts = pd.Series(ds.label[train]).value_counts()
     metrics = evaluate_fit(fit_dir)["metrics"]
+    parents = Path(fit_dir).resolve().parents  # [5]: the workflow's directory, above results/
+    check = template_check(ds.classes, templates, [(config.get("templates") or {}).get(
+        "sdss_path")], parents[5:6])
+    check.train_rchi2 = domain.training_rchi2(np.log10(ds.wave), ds.flux, ds.ivar, ds.mask,
+                                              ds.ivar_known, check.templates, rows=train)
     return {
         "format": FORMAT, "version": FORMAT_VERSION,
         "model": info["model"],
@@ -119,14 +134,25 @@ def bundle_from_fit(fit_dir) -> dict:
         "fit": info,
         "metrics": {k: v for k, v in metrics.items() if k != "per_class"} | {
             "per_class": metrics["per_class"]},
+        "domain": check.to_bundle(),
     }
 
 
-def export_model(fit_dir, out_path) -> dict:
+def template_check(classes, templates=None, candidates=(), roots=()) -> domain.TemplateCheck:
+    """The out-of-domain check against `templates`, else the first file of `candidates` or
+    the default (domain.resolve_template_file) that exists. Raises ModelError."""
+    try:
+        path = domain.resolve_template_file(templates, candidates, roots)
+        return domain.TemplateCheck.for_model(classes, path)
+    except (OSError, ValueError) as err:
+        raise ModelError(str(err)) from None
+
+
+def export_model(fit_dir, out_path, templates=None) -> dict:
     """Write the self-contained model file of a deep fit; returns its bundle."""
     import torch
 
-    bundle = bundle_from_fit(fit_dir)
+    bundle = bundle_from_fit(fit_dir, templates)
     with atomic_path(out_path) as tmp:
         torch.save(bundle, tmp)
     return bundle
@@ -139,6 +165,7 @@ class Model:
     bundle: dict
     network: object  # the eval-mode nn.Module: (B, L) normalised flux -> (B, C) logits
     source: str
+    template_check: domain.TemplateCheck | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -178,13 +205,15 @@ class Model:
         return (np.concatenate(out) if out else np.zeros((0, len(self.classes)))).astype(np.float64)
 
 
-def load_model(path) -> Model:
-    """A Model from an exported file or a fit directory. Raises ModelError."""
+def load_model(path, templates=None) -> Model:
+    """A Model from an exported file or a fit directory. `templates` replaces the template
+    file of the out-of-domain check (an exported file carries its own; one exported before
+    the check gets the default, with no training chi-square). Raises ModelError."""
     import torch
 
     path = Path(path)
     if path.is_dir():
-        bundle = bundle_from_fit(path)
+        bundle = bundle_from_fit(path, templates)
     elif path.is_file():
         try:
             bundle = torch.load(path, map_location="cpu", weights_only=True)
@@ -199,11 +228,16 @@ def load_model(path) -> Model:
                              f"stellarspec reads version {FORMAT_VERSION}")
     else:
         raise ModelError(f"model {path} does not exist")
+    if templates is not None or "domain" not in bundle:
+        check = template_check(bundle["classes"], templates)
+        check.train_rchi2 = (bundle.get("domain") or {}).get("train_rchi2")
+        bundle["domain"] = check.to_bundle()
     from .lightning_modules import build_classifier
 
     network = build_classifier(**bundle["architecture"])
     network.load_state_dict(bundle["state_dict"])
-    return Model(bundle, network.eval(), str(path))
+    return Model(bundle, network.eval(), str(path),
+                 domain.TemplateCheck.from_bundle(bundle["domain"]))
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -290,8 +324,10 @@ def _unusable(prepared: preprocess.Prepared, min_good_fraction: float) -> list:
 
 # ---------------------------------------------------------------------------------- predict
 
-def predict_files(model: Model, paths, show_progress: bool = True):
-    """(predictions, rejects) DataFrames for every spectrum in `paths` (files, in order)."""
+def predict_files(model: Model, paths, show_progress: bool = True,
+                  min_confidence: float | None = None):
+    """(predictions, rejects) DataFrames for every spectrum in `paths` (files, in order).
+    min_confidence: abstain (pred '', abstain 'low_confidence') below this top probability."""
     classes, prep, training = model.classes, model.prep, model.training
     loglam = model.loglam
     lo, hi = training["snr_range"]
@@ -315,22 +351,31 @@ def predict_files(model: Model, paths, show_progress: bool = True):
         labels = [l for l, k in zip(spectra.labels, keep) if k]
         star = [s for s, k in zip(spectra.star, keep) if k]
         snr = spectra.snr[keep]
+        abstain = (proba.max(axis=1) < min_confidence if min_confidence is not None
+                   else np.zeros(len(proba), dtype=bool))
         frame = pd.DataFrame({"id": np.asarray(spectra.ids)[keep], "file": path,
-                              "pred": np.asarray(classes)[proba.argmax(axis=1)]})
+                              "pred": np.where(abstain, "",
+                                               np.asarray(classes)[proba.argmax(axis=1)])})
         for i, c in enumerate(classes):
             frame[f"p_{c}"] = proba[:, i]
         frame["label"] = [l if l is not None else "" for l in labels]
         frame["snr"] = snr
         frame["good_fraction"] = good
+        found = model.template_check.check(
+            loglam, flux[keep], mask[keep], None if prepared.ivar is None else prepared.ivar[keep])
+        for column, values in found.items():
+            frame[column] = values
         frame["other_type"] = [
             (s is False) or (l not in (None, "") and
                              match_subclass(l, classes, prep["label_policy"]) is None)
             for l, s in zip(labels, star)]
         frame["snr_outside"] = np.isfinite(snr) & ((snr < lo) | (snr > hi))
         frame["low_coverage"] = good < training["good_fraction_min"]
+        frame["abstain"] = np.where(abstain, LOW_CONFIDENCE, "")
         frames.append(frame)
     columns = (["id", "file", "pred"] + [f"p_{c}" for c in classes]
-               + ["label", "snr", "good_fraction"] + FLAG_COLUMNS)
+               + ["label", "snr", "good_fraction"] + TEMPLATE_COLUMNS + FLAG_COLUMNS
+               + ["abstain"])
     predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return predictions[columns], pd.DataFrame(rejects, columns=REJECT_COLUMNS)
 
@@ -352,6 +397,8 @@ def inspect_file(path, grid: dict, normalise: str = "minmax", min_good_fraction:
     prepared = prepare(spectra, loglam, normalise) if spectra.ids else None
     mask = None if prepared is None else prepared.mask  # read only for spectra.ids
     problems = [] if prepared is None else _unusable(prepared, min_good_fraction)
+    found = (model.template_check.check(loglam, prepared.flux, mask, prepared.ivar)
+             if model is not None and prepared is not None else None)
     for i, sid in enumerate(spectra.ids):
         if spectra.records:
             rec = spectra.records[i]
@@ -364,8 +411,18 @@ def inspect_file(path, grid: dict, normalise: str = "minmax", min_good_fraction:
             "n_pixels": int(n_pix), "wavelength": [float(wave[0]), float(wave[1])],
             "good_fraction": float((~mask[i]).mean()),
             "reject": None if problems[i] is None else list(problems[i]),
-            "notes": _notes(spectra, i, float((~mask[i]).mean()), model)})
+            "notes": (_notes(spectra, i, float((~mask[i]).mean()), model)
+                      + _template_notes(model, found, i, prepared.ivar is None))})
     return out
+
+
+def _template_notes(model: Model | None, found: dict | None, i: int, no_ivar: bool) -> list:
+    if found is None or not found["template_other_type"][i]:
+        return []
+    check, weighting = model.template_check, "unit" if no_ivar else "ivar"
+    return [f"template_other_type: nearest template {found['template'][i]}, reduced chi-square "
+            f"{found['template_rchi2'][i]:.2f}; the model's domain: one of "
+            f"{', '.join(check.in_domain)}, at most {check.threshold(weighting):.2f}"]
 
 
 def _notes(spectra: Spectra, i: int, good_fraction: float, model: Model | None) -> list[str]:

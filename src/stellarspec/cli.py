@@ -1,7 +1,8 @@
 """The `stellarspec` command: classify your own spectra with a trained model.
 
-    stellarspec export FIT_DIR model.pt
+    stellarspec export FIT_DIR model.pt [--templates PATH]
     stellarspec predict --model MODEL FILES_OR_DIRS... -o predictions.csv [--rejects PATH]
+                        [--min-confidence P] [--templates PATH]
     stellarspec inspect FILE [--model MODEL] [--json]
 
 Exit status: 0 success; 1 predict rejected some inputs (they are in the rejects file) or
@@ -18,6 +19,10 @@ from pathlib import Path
 # The schema's default grid (workflow/schemas/config.schema.yaml; a test keeps them equal),
 # for `inspect` without a model.
 DEFAULT_GRID = {"log10_start": 3.58, "log10_step": 1.0e-4, "n_pixels": 3840}
+TEMPLATES_HELP = ("the spEigenStar template file of the out-of-domain check (default: the one "
+                  "an exported model carries, else the training config's, else "
+                  "../shared/data/sdss/templates/spEigenStar-53724.fits from here or the "
+                  "checkout); see docs/predict.md")
 
 
 class UsageError(Exception):
@@ -37,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("fit_dir", type=Path,
                         help="results/<source>/<type>/frac<f>_seed<s>/fit/<model>")
     export.add_argument("out", type=Path, help="the model file to write (e.g. model.pt)")
+    export.add_argument("--templates", type=Path, default=None, help=TEMPLATES_HELP)
 
     predict = sub.add_parser(
         "predict", help="classify spectrum files",
@@ -48,10 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", type=Path, metavar="FILES_OR_DIRS")
     predict.add_argument("-o", "--output", required=True, type=Path,
                          help="predictions CSV: id, file, pred, p_<class>..., label, snr, "
-                         "good_fraction and the out-of-domain flags")
+                         "good_fraction, template, template_rchi2, the out-of-domain flags "
+                         "and abstain")
     predict.add_argument("--rejects", type=Path, default=None,
                          help="CSV of the inputs that could not be used, with the reason "
                          "(default: <output>.rejects.csv)")
+    predict.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                         help="leave a spectrum unclassified (pred empty, abstain "
+                         "'low_confidence') when its top probability is below P")
+    predict.add_argument("--templates", type=Path, default=None, help=TEMPLATES_HELP)
     predict.add_argument("--no-progress", action="store_true", help="no progress output")
 
     inspect = sub.add_parser(
@@ -63,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--model", "-m", type=Path, default=None,
                          help="use this model's grid and settings (default: the workflow's "
                          "default grid, 3802-9202 A)")
+    inspect.add_argument("--templates", type=Path, default=None, help=TEMPLATES_HELP)
     inspect.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -76,11 +88,11 @@ def main(argv=None) -> int:
         return 2
 
 
-def _model(path):
+def _model(path, templates=None):
     from .classify import ModelError, load_model
 
     try:
-        return load_model(path)
+        return load_model(path, templates)
     except ModelError as err:
         raise UsageError(str(err)) from None
 
@@ -89,7 +101,7 @@ def _export(args) -> int:
     from .classify import ModelError, export_model
 
     try:
-        bundle = export_model(args.fit_dir, args.out)
+        bundle = export_model(args.fit_dir, args.out, args.templates)
     except ModelError as err:
         raise UsageError(str(err)) from None
     training, metrics = bundle["training"], bundle["metrics"]
@@ -113,18 +125,23 @@ def _paths(inputs) -> list[str]:
 
 
 def _predict(args) -> int:
-    from .classify import predict_files
+    from .classify import FLAG_COLUMNS, predict_files
     from .io import write_csv
 
-    model = _model(args.model)
+    if args.min_confidence is not None and not args.min_confidence == args.min_confidence:
+        raise UsageError("--min-confidence must be a number, got nan")
+    model = _model(args.model, args.templates)
     paths = _paths(args.inputs)
-    predictions, rejects = predict_files(model, paths, show_progress=not args.no_progress)
+    predictions, rejects = predict_files(model, paths, show_progress=not args.no_progress,
+                                         min_confidence=args.min_confidence)
     rejects_path = args.rejects or args.output.with_name(args.output.stem + ".rejects.csv")
     write_csv(args.output, predictions)
     write_csv(rejects_path, rejects)
-    flagged = int(predictions[["other_type", "snr_outside", "low_coverage"]].any(axis=1).sum())
+    flagged = int(predictions[FLAG_COLUMNS].any(axis=1).sum())
+    abstained = int((predictions["abstain"] != "").sum())
     print(f"{len(predictions)} spectra classified into {args.output} ({flagged} flagged out of "
-          f"the training domain); {len(rejects)} rejected into {rejects_path}", file=sys.stderr)
+          f"the training domain, {abstained} left unclassified below --min-confidence); "
+          f"{len(rejects)} rejected into {rejects_path}", file=sys.stderr)
     return 1 if len(rejects) else 0
 
 
@@ -134,7 +151,7 @@ def _inspect(args) -> int:
     if not args.file.is_file():
         raise UsageError(f"{args.file} does not exist or is not a file")
     if args.model is not None:
-        model = _model(args.model)
+        model = _model(args.model, args.templates)
         prep = model.prep
         report = inspect_file(args.file, prep["grid"], prep["normalise"],
                               prep["min_good_fraction"], model)
