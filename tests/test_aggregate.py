@@ -124,7 +124,7 @@ def test_table3_paper_values_beside_bert_cnn_only():
     assert unrun.loc["precision_macro", "paper"] == 0.8756 and unrun["paper_n_test"].eq(3073).all()
     md = table3_markdown(table3, n_bootstrap=0)
     assert "2PR/(P+R)" in md and "0.9809" in md and "| n_train | n_test |" in md
-    assert ("| bert_cnn | 0.4 | – | – | – | – | – | – | 2048 / 3073 | 0.8756 / 0.8900 / 0.8827 |"
+    assert ("| bert_cnn | 0.4 | – | – | – | – | – | – | – | 2048 / 3073 | 0.8756 / 0.8900 / 0.8827 |"
             in md)
     assert "0.9656 where 2PR/(P+R) of its P and R gives 0.9636" in md
 
@@ -366,3 +366,33 @@ def test_aggregate_and_figures_scripts_on_fake_fit_dirs(tmp_path):
                fig_outputs, {"source": "simulated", "types": list(types), "models": models,
                              "fraction": "0.7"})
     assert all((figures / f"{k}.png").stat().st_size > 1000 for k in fig_outputs)
+
+
+def test_convergence_reaches_tables_3_and_4_and_warns_below_90_percent():
+    from stellarspec.aggregate import convergence_warnings
+
+    fits, preds, expected, _ = fake_grid(models=("svm", "cnn"), fractions=(0.3, 0.7), seeds=(0, 1))
+    deep = fits.model == "cnn"
+    fits["converged"] = np.where(deep, True, None).astype(object)
+    # two types x two fractions x two seeds; cnn: one run of K at 0.7 and one of F at 0.3
+    # still rising -> 3/4 at 0.7 and 6/8 over the grid (75%)
+    for stype, frac in (("K", 0.7), ("F", 0.3)):
+        fits.loc[deep & (fits.type == stype) & (fits.train_fraction == frac) & (fits.seed == 0),
+                 "converged"] = False
+    tables = build_tables(fits, preds, expected, "simulated", n_bootstrap=0)[0]
+    avg = tables["table4"].set_index(["model", "type"]).loc[("cnn", "average")]
+    assert (avg["n_converged"], avg["n_runs"], avg["grid_converged"], avg["grid_runs"]) == (
+        3, 4, 6, 8)
+    assert tables["table4"].set_index(["model", "type"]).loc[("svm", "average"), "n_runs"] != 4
+    md = table4_markdown(tables["table4"], n_bootstrap=0)
+    assert "| 3/4 / 6/8 |" in md and "cnn 6/8" in md  # the column, and the caption names it
+    assert "svm" not in md.split("Not converged in every run")[1].split("\n")[0]
+    row = tables["table3"].query("model == 'cnn' and type == 'K' and train_fraction == 0.7").iloc[0]
+    assert (row["n_converged"], row["n_runs"]) == (1, 2)
+    assert "| 1/2 |" in table3_markdown(tables["table3"], n_bootstrap=0)
+    warnings = convergence_warnings(fits)
+    assert len(warnings) == 1 and warnings[0].startswith("cnn converged in 6/8")
+    fits["converged"] = np.where(deep, True, None).astype(object)
+    assert convergence_warnings(fits) == []
+    assert "Every deep-model run converged." in table4_markdown(
+        build_tables(fits, preds, expected, "simulated", n_bootstrap=0)[0]["table4"], n_bootstrap=0)

@@ -11,13 +11,14 @@ import torch
 
 from stellarspec import fit
 from stellarspec.batched import StackedAdam, patience_ran_out
+from stellarspec.convergence import assess
 from stellarspec.models import Dropout
 from stellarspec.io import read_json
 from stellarspec.splits import fold_rows
 
 from test_fit import SMALL_BERT, TRAINING, data, fit_result, kill_when_marked  # noqa: F401
 
-HOLDOUT = fit.training_settings({"stopping": "holdout"})
+HOLDOUT = fit.training_settings({"stopping": "holdout", "min_epochs": 1})
 
 
 def group(data, model, candidates, seeds, tmp_path, name, training=HOLDOUT, max_epochs=3, fold=0):
@@ -154,30 +155,45 @@ def test_stopping_never_before_min_epochs_and_refit_uses_every_training_row(data
         assert info["epochs"] == epochs
         assert info["n_fit"] + info["n_early_stopping"] == info["n_train"]
         assert info["n_early_stopping"] > 0
-    out = tmp_path / "refit"
-    fit.final_fit(dataset, split, "cnn", {**TRAINING, "epochs": 3}, out, threads=1, seed=0,
-                  training={"stopping": "cv_epochs", "min_epochs": 5})
-    info = fit_result(out)
+        # early stopping ended it before max_epochs: converged (its holdout curve is flat)
+        assert info["convergence"]["converged"] is True
+        assert info["convergence"]["budget"] == epochs
+    # cv_epochs: the refit trains the epochs CV chose on every training row, but never fewer
+    # than min_epochs (5): 3 chosen -> 5 trained, 6 chosen -> 6.
+    cv = {"stopping": "cv_epochs", "min_epochs": 5}
     train = fold_rows(read_json(split), "test")[0]
-    assert info["n_fit"] == info["n_train"] == len(train) and info["n_early_stopping"] == 0
-    assert info["epochs"] == 3 and info["stopping"]["stopping"] == "cv_epochs"
-    assert len(pd.read_csv(out / "train_log.csv")) == 3
-    assert fit.load_classifier(out).training is False
+    for chosen, trained in ((3, 5), (6, 6)):
+        out = tmp_path / f"refit{chosen}"
+        selection = {"chosen": {"epochs": chosen}, "how": "by hand",
+                     "convergence": assess(np.ones((2, 8)), chosen)}
+        fit.final_fit(dataset, split, "cnn", {**TRAINING, "epochs": chosen}, out, threads=1,
+                      seed=0, training=cv, selection=selection)
+        info = fit_result(out)
+        assert info["n_fit"] == info["n_train"] == len(train) and info["n_early_stopping"] == 0
+        assert info["epochs"] == trained and info["stopping"]["stopping"] == "cv_epochs"
+        assert info["params"]["epochs"] == chosen  # what CV chose, as given
+        assert len(pd.read_csv(out / "train_log.csv")) == trained
+        assert info["convergence"] == selection["convergence"]  # the CV curves' verdict
+        assert fit.load_classifier(out).training is False
     with pytest.raises(ValueError, match="epochs chosen"):
         fit.final_fit(dataset, split, "cnn", TRAINING, tmp_path / "bad", threads=1, seed=0,
                       training={"stopping": "cv_epochs"})
+    with pytest.raises(ValueError, match="must carry the CV curves' convergence"):
+        fit.final_fit(dataset, split, "cnn", {**TRAINING, "epochs": 1}, tmp_path / "bad",
+                      threads=1, seed=0, training={**cv, "min_epochs": 1})
 
 
 def test_faked_cuda_keeps_the_configured_batch_size_and_lr(data, tmp_path, monkeypatch):
     dataset, split = data
     monkeypatch.setattr(fit, "device_type", lambda: "cuda")  # the settings see a GPU
     params = {**TRAINING, "batch_size": 8, "max_epochs": 1}
-    fit.final_fit(dataset, split, "cnn", params, tmp_path / "plain", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", params, tmp_path / "plain", threads=1, seed=0,
+                  training=HOLDOUT)
     info = fit_result(tmp_path / "plain")
     assert info["training"]["batch_size"] == 8 and info["training"]["lr"] == TRAINING["lr"]
     assert info["precision"] == "32-true" and info["cuda_batch_scaling"] is False
     fit.final_fit(dataset, split, "cnn", params, tmp_path / "opt_in", threads=1, seed=0,
-                  training={"cuda_batch_scaling": True})
+                  training={**HOLDOUT, "cuda_batch_scaling": True})
     info = fit_result(tmp_path / "opt_in")
     assert info["cuda_batch_scaling"] is True and info["training"]["batch_size"] > 8
     assert info["training"]["lr"] > TRAINING["lr"]
@@ -187,20 +203,110 @@ def test_cv_epochs_rows_per_epoch_and_selection_of_epochs(data, tmp_path):
     dataset, split = data
     fixed = {**TRAINING, "max_epochs": 4, "patience": 10}
     fixed.pop("lr")
+    cv = {"stopping": "cv_epochs", "min_epochs": 1, "smoothing_epochs": 3}
     csvs = []
     for fold in range(2):
         csvs.append(tmp_path / f"fold{fold}.csv")
         fit.cv_fold(dataset, split, fold, "cnn", fixed, {"lr": [3e-3, 1e-4]}, csvs[-1],
-                    threads=1, seed=0, training={"stopping": "cv_epochs"})
+                    threads=1, seed=0, training=cv)
     table = pd.read_csv(csvs[0])
     assert list(table.columns) == fit.CV_COLUMNS
     assert table["epoch"].tolist() == [1, 2, 3, 4] * 2 and (table["n_early_stopping"] == 0).all()
     assert (table["n_fit"] == len(fold_rows(read_json(split), 0)[0])).all()
-    best = fit.select_params(csvs, "accuracy", by_epoch=True)
-    means = pd.concat([pd.read_csv(c) for c in csvs]).groupby(["params", "epoch"],
-                                                               sort=False)["accuracy"].mean()
-    top = means[means == means.max()].index[0]
-    assert best == json.loads(top[0]) | {"epochs": int(top[1])}
+    best = fit.select_params(csvs, "accuracy", by_epoch=True, training=cv)
+    # The rule worked out here with pandas: each fold's curve smoothed by a centred mean over 3
+    # epochs (2 at the ends); a candidate's score is the best mean of those over the folds;
+    # its epochs the last whose mean is within one standard error (over the folds, at the
+    # best epoch) of that best.
+    tables = [pd.read_csv(c) for c in csvs]
+    expected = {}
+    for params in tables[0]["params"].unique():
+        smoothed = np.array([t[t["params"] == params].set_index("epoch")["accuracy"]
+                             .rolling(3, center=True, min_periods=1).mean().to_numpy()
+                             for t in tables])
+        mean = smoothed.mean(0)
+        top = int(np.argmax(mean))
+        se = smoothed[:, top].std(ddof=1) / np.sqrt(len(tables))
+        expected[params] = (mean[top], int(np.flatnonzero(mean >= mean[top] - se - 1e-12)[-1]) + 1)
+    high = max(score for score, _ in expected.values())
+    winner = next(p for p, (score, _) in expected.items() if score >= high - 1e-12)  # grid order
+    assert best == json.loads(winner) | {"epochs": expected[winner][1]}
+    # never fewer than min_epochs, whatever the curves say
+    floored = fit.select_params(csvs, "accuracy", by_epoch=True, training={**cv, "min_epochs": 4})
+    assert floored == best | {"epochs": max(expected[winner][1], 4)}
+
+
+def test_cv_epochs_folds_train_every_candidate_for_its_whole_budget(data, tmp_path):
+    """No fold-level early stopping under cv_epochs: a candidate that never improves (lr 0)
+    with patience 1, which holdout training stops after 2 epochs, is scored at every epoch
+    of its budget on every fold, as is its neighbour, so the fold mean exists at each epoch."""
+    dataset, split = data
+    fixed = {**TRAINING, "max_epochs": 5, "patience": 1}
+    fixed.pop("lr")
+    grid = {"lr": [0.0, 3e-3]}
+    stopped = group(data, "cnn", [{**fixed, "lr": 0.0}], [1], tmp_path, "holdout", max_epochs=5)
+    assert stopped["epochs"].tolist() == [2]  # the premise: patience 1 does stop it (holdout)
+    cv = {"stopping": "cv_epochs", "min_epochs": 1}  # min_epochs 1: not what keeps it going
+    keys = [json.dumps({"lr": lr}) for lr in grid["lr"]]
+    for fold in range(read_json(split)["k"]):
+        out = tmp_path / f"fold{fold}.csv"
+        fit.cv_fold(dataset, split, fold, "cnn", fixed, grid, out, threads=1, seed=0,
+                    training=cv)
+        table = pd.read_csv(out)
+        assert table["params"].unique().tolist() == keys
+        for key in keys:
+            rows = table[table["params"] == key]
+            assert rows["epoch"].tolist() == [1, 2, 3, 4, 5], (fold, key)
+            assert rows[["accuracy", "f1_macro", "val_loss"]].notna().all().all()
+        frozen = table[table["params"] == keys[0]]
+        assert frozen["val_loss"].nunique() == 1  # lr 0: never improved, still scored
+
+
+def test_deep_final_fit_under_cv_epochs_records_convergence(data, tmp_path):
+    """CV on every fold, chosen_params, final_fit: fit.json carries the chosen candidate's
+    convergence (from its fold-mean CV curve over the whole budget) at the top level, the
+    final fit trains the chosen epochs (at least min_epochs), and min_steps_per_epoch caps
+    the batch so an epoch of the refit is at least that many steps."""
+    dataset, split = data
+    fixed = {**TRAINING, "max_epochs": 6}
+    fixed.pop("lr")
+    grid = {"lr": [3e-3, 1e-3]}
+    cv = {"stopping": "cv_epochs", "min_epochs": 3, "min_steps_per_epoch": 8}
+    csvs = [tmp_path / f"fold{fold}.csv" for fold in range(read_json(split)["k"])]
+    for fold, out in enumerate(csvs):
+        fit.cv_fold(dataset, split, fold, "cnn", fixed, grid, out, threads=1, seed=0,
+                    training=cv)
+    selection = fit.chosen_params({"fixed": fixed, "grid": grid}, csvs, "accuracy",
+                                  by_epoch=True, training=cv)
+    chosen = selection["chosen"]["epochs"]
+    assert 3 <= chosen <= 6
+    out = tmp_path / "final"
+    fit.final_fit(dataset, split, "cnn", selection["params"], out, threads=1, seed=0,
+                  training=cv, selection=selection)
+    info = read_json(out / "fit.json")
+    convergence = info["convergence"]
+    assert {"converged", "still_rising", "final_rise", "budget", "chosen_epochs",
+            "chosen_position", "rule"} <= set(convergence)
+    assert convergence == selection["convergence"]
+    assert "convergence" not in info["selection"]  # once, at the top level
+    assert info["selection"]["chosen"] == selection["chosen"]
+    assert convergence["budget"] == 6 and convergence["chosen_epochs"] == chosen
+    assert convergence["chosen_position"] == round(chosen / 6, 4)
+    assert convergence["converged"] is not convergence["still_rising"]
+    # The verdict is the chosen candidate's: a line through the last 3 of its 6 fold-mean
+    # epochs (every fold scored all 6), rising by more than the tolerance or not.
+    key = json.dumps({"lr": selection["chosen"]["lr"]})
+    mean = pd.concat([pd.read_csv(c) for c in csvs]).query("params == @key").groupby(
+        "epoch")["accuracy"].mean()
+    assert mean.index.tolist() == [1, 2, 3, 4, 5, 6]
+    rise = np.polyfit(np.arange(3), mean.to_numpy()[-3:], 1)[0] * 3
+    assert convergence["final_rise"] == pytest.approx(rise, abs=1e-6)
+    assert convergence["still_rising"] is bool(rise > 0.02)
+    assert info["epochs"] == max(chosen, 3) and info["params"]["epochs"] == chosen
+    assert info["n_early_stopping"] == 0
+    # 16 configured, capped at the largest batch that still makes 8 steps an epoch
+    batch = info["training"]["batch_size"]
+    assert batch <= 16 and -(-info["n_fit"] // batch) >= 8 > -(-info["n_fit"] // (batch + 1))
 
 
 def test_halving_keeps_the_top_third_and_the_csv_records_every_rung(data, tmp_path):

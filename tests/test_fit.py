@@ -40,6 +40,9 @@ SMALL_BERT = {"patch_width": 16, "d_model": 16, "n_heads": 2, "n_layers": 1}
 # Standardised input: these few-epoch fits must learn (min-max input needs far more epochs).
 TRAINING = {"lr": 3e-3, "batch_size": 16, "max_epochs": 6, "patience": 10, "hidden_units": 32,
             "dropout": 0.2, "input": "standardized"}
+# Early stopping on a holdout of the fit rows, from epoch 1: what the tests of holdout-style
+# training (and of outputs that need no CV-chosen epochs) train with. The defaults are cv_epochs.
+HOLDOUT = fit.training_settings({"stopping": "holdout", "min_epochs": 1})
 
 
 def synthetic_set(n_per_class=40, seed=0, noise=0.02, prefix="syn") -> SpectraSet:
@@ -166,7 +169,8 @@ def test_deep_models_see_their_input_setting(data, tmp_path):
         for input in ("minmax", "standardized"):
             out = tmp_path / f"{model}_{input}"
             fit.final_fit(dataset, split, model, {**TRAINING, **arch, "max_epochs": 1,
-                                                  "input": input}, out, threads=1, seed=0)
+                                                  "input": input}, out, threads=1, seed=0,
+                          training=HOLDOUT)
             network = fit.load_classifier(out)
             standardizer = getattr(network, "encoder", network).standardizer
             assert standardizer.input == input
@@ -209,13 +213,14 @@ def test_cv_fold_deep_and_final_fit_outputs(data, tmp_path):
     grid = {"lr": [3e-3, 1e-3]}
     fixed.pop("lr")
     fit.cv_fold(dataset, split, 0, "bert_cnn", fixed, grid, tmp_path / "cv.csv", threads=1,
-                seed=0, workdir=tmp_path / "work")
+                seed=0, workdir=tmp_path / "work", training=HOLDOUT)
     table = pd.read_csv(tmp_path / "cv.csv")
     assert list(table.columns) == fit.CV_COLUMNS
     assert [json.loads(p) for p in table["params"]] == [{"lr": 3e-3}, {"lr": 1e-3}]
 
     out = tmp_path / "final"
-    fit.final_fit(dataset, split, "bert_cnn", {**TRAINING, **SMALL_BERT}, out, threads=1, seed=0)
+    fit.final_fit(dataset, split, "bert_cnn", {**TRAINING, **SMALL_BERT}, out, threads=1, seed=0,
+                  training=HOLDOUT)
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoints", "fit.json", "logs", "predictions.csv", "train_log.csv"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
@@ -234,7 +239,8 @@ def test_same_seed_same_metrics(data, tmp_path):
     dataset, split = data
     params = {**TRAINING, "max_epochs": 4}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        fit.final_fit(dataset, split, "cnn", params, tmp_path / name, threads=1, seed=seed)
+        fit.final_fit(dataset, split, "cnn", params, tmp_path / name, threads=1, seed=seed,
+                      training=HOLDOUT)
     outputs_equal(tmp_path / "a", tmp_path / "b")
     assert ((tmp_path / "a" / "predictions.csv").read_bytes()
             != (tmp_path / "c" / "predictions.csv").read_bytes())
@@ -257,7 +263,8 @@ def training_step(self, batch, batch_idx):
     return original(self, batch, batch_idx)
 
 lm.BatchedClassifierModule.training_step = training_step
-final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0)
+final_fit(dataset, split, "bert_cnn", params, out, threads=1, seed=0,
+          training={{"stopping": "holdout", "min_epochs": 1}})
 """
 
 
@@ -291,8 +298,10 @@ def test_kill_and_resume_gives_the_same_result(data, tmp_path):
     assert saved["epoch"] == 1  # the last completed epoch
     assert not (killed / "fit.json").exists() and not (killed / "predictions.csv").exists()
 
-    fit.final_fit(dataset, split, "bert_cnn", params, killed, threads=1, seed=0)  # resumes
-    fit.final_fit(dataset, split, "bert_cnn", params, tmp_path / "whole", threads=1, seed=0)
+    fit.final_fit(dataset, split, "bert_cnn", params, killed, threads=1, seed=0,
+                  training=HOLDOUT)  # resumes
+    fit.final_fit(dataset, split, "bert_cnn", params, tmp_path / "whole", threads=1, seed=0,
+                  training=HOLDOUT)
     assert fit_result(killed)["resumed_from_epoch"] == 1
     assert fit_result(killed)["epochs"] == params["max_epochs"]
     outputs_equal(killed, tmp_path / "whole")
@@ -304,10 +313,12 @@ def test_rerun_after_training_finished_only_predicts(data, tmp_path):
     """Killed after the last epoch but before the outputs: the rerun must not train more."""
     dataset, split = data
     params = {**TRAINING, "max_epochs": 3}
-    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0,
+                  training=HOLDOUT)
     before = (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes()
     first = fit_result(tmp_path / "a")
-    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", params, tmp_path / "a", threads=1, seed=0,
+                  training=HOLDOUT)
     assert (tmp_path / "a" / "checkpoints" / "last.ckpt").read_bytes() == before
     second = fit_result(tmp_path / "a")
     assert second["resumed_from_epoch"] == 2 and second["epochs"] == first["epochs"] == 3
@@ -320,18 +331,19 @@ def test_rerun_after_an_edit_trains_afresh(data, tmp_path):
     dataset, split = data
     old, new = {**TRAINING, "max_epochs": 3}, {**TRAINING, "max_epochs": 3, "lr": 1e-3,
                                                "hidden_units": 16}
-    fit.final_fit(dataset, split, "cnn", old, tmp_path / "edited", threads=1, seed=0)
-    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=0)
-    fit.final_fit(dataset, split, "cnn", new, tmp_path / "fresh", threads=1, seed=0)
+    kw = dict(threads=1, training=HOLDOUT)
+    fit.final_fit(dataset, split, "cnn", old, tmp_path / "edited", seed=0, **kw)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", seed=0, **kw)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "fresh", seed=0, **kw)
     assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
     outputs_equal(tmp_path / "edited", tmp_path / "fresh")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "edited" / "train_log.csv"),
                                   pd.read_csv(tmp_path / "fresh" / "train_log.csv"))
     # Checkpoints without a fingerprint (or another seed's) are not resumed either.
     (tmp_path / "edited" / "checkpoints" / "fingerprint.txt").unlink()
-    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=0)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", seed=0, **kw)
     assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
-    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", threads=1, seed=1)
+    fit.final_fit(dataset, split, "cnn", new, tmp_path / "edited", seed=1, **kw)
     assert fit_result(tmp_path / "edited")["resumed_from_epoch"] is None
 
 
@@ -357,11 +369,12 @@ def test_pretraining_lowers_heldout_loss_and_feeds_fine_tuning(data, tmp_path):
 
     out = tmp_path / "fine_tuned"
     fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **PRETRAIN_BERT}, out,
-                  threads=1, seed=0, pretrained=tmp_path / "encoder.pt")
+                  threads=1, seed=0, pretrained=tmp_path / "encoder.pt", training=HOLDOUT)
     assert fit_result(out)["accuracy"] > 0.5
     with pytest.raises(ValueError, match="does not match"):
         fit.final_fit(dataset, split, "bert_cnn_pretrained", {**TRAINING, **SMALL_BERT},
-                      tmp_path / "bad", threads=1, seed=0, pretrained=tmp_path / "encoder.pt")
+                      tmp_path / "bad", threads=1, seed=0, pretrained=tmp_path / "encoder.pt",
+                      training=HOLDOUT)
 
 
 def test_pretraining_never_sees_test_spectra(data, tmp_path):
@@ -452,7 +465,8 @@ def test_model_and_pretrained_must_agree(data, tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         fit.final_fit(dataset, split, "rf", TRAINING, tmp_path, 1, 0)
     with pytest.raises(ValueError, match="unknown cnn parameters"):
-        fit.final_fit(dataset, split, "cnn", {**TRAINING, "d_model": 8}, tmp_path, 1, 0)
+        fit.final_fit(dataset, split, "cnn", {**TRAINING, "d_model": 8}, tmp_path, 1, 0,
+                      training=HOLDOUT)
 
 
 def test_cuda_batch_rule():
@@ -461,3 +475,47 @@ def test_cuda_batch_rule():
     assert cuda_batch_size(32, n_train=400) == 50
     assert cuda_batch_size(128, n_train=300) == 128
     assert cuda_learning_rate(1e-3, 32, 128) == pytest.approx(2e-3)
+
+
+def test_steps_batch_size_is_the_largest_batch_with_enough_steps():
+    # Exhaustive on small sizes: ceil(n / b) >= s, and b + 1 would give fewer steps. Below s
+    # rows no batch gives s steps; the batch is then 1 (the most steps there are).
+    for n in range(1, 121):
+        for s in range(2, 20):
+            b = fit.steps_batch_size(n, s)
+            enough = [c for c in range(1, n + 1) if -(-n // c) >= s]
+            assert b == max(enough, default=1), (n, s)
+            if n >= s:
+                assert -(-n // b) >= s and -(-n // (b + 1)) < s, (n, s)
+    assert fit.steps_batch_size(100, 8) == 14  # ceil(100 / 14) = 8; ceil(100 / 15) = 7
+
+
+def test_used_settings_caps_the_batch_only_with_min_steps_per_epoch():
+    params = {"batch_size": 32, "lr": 1e-3}
+    for n_fit in (10, 100, 10_000):  # s = 1: the configured batch on any training size
+        used = fit.used_settings(params, n_fit, fit.training_settings({}), "cpu")
+        assert used["batch_size"] == 32 and used["lr"] == 1e-3
+    eight = fit.training_settings({"min_steps_per_epoch": 8})
+    assert fit.used_settings(params, 100, eight, "cpu")["batch_size"] == 14  # 8 steps of <= 14
+    assert fit.used_settings(params, 10_000, eight, "cpu")["batch_size"] == 32  # a cap only
+    assert fit.used_settings({**params, "batch_size": 8}, 100, eight, "cpu")["batch_size"] == 8
+    assert fit.used_settings(params, 100, eight, "cpu")["lr"] == 1e-3  # lr untouched
+
+
+def test_training_and_search_defaults_are_the_schemas():
+    """The Python defaults (used when a caller passes no `training` / `search`) and the
+    schema's (what the workflow's config gets) are one set of values, key for key."""
+    import yaml
+
+    from stellarspec.search import SEARCH_DEFAULTS
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas"
+                             / "config.schema.yaml").read_text())["properties"]
+    for section, defaults in (("training", fit.TRAINING_DEFAULTS), ("search", SEARCH_DEFAULTS)):
+        properties = schema[section]["properties"]
+        assert set(properties) == set(defaults), section
+        for key, value in defaults.items():
+            assert "default" in properties[key], (section, key)
+            # the type too: False == 0 and 1 == 1.0 would hide a mismatch
+            assert (type(properties[key]["default"]), properties[key]["default"]) == (
+                type(value), value), (section, key)

@@ -9,7 +9,7 @@ from stellarspec import fit
 from stellarspec.io import read_json
 from stellarspec.runtime import configured_precision
 
-from test_fit import PRETRAIN, SMALL_BERT, TRAINING, data  # noqa: F401
+from test_fit import HOLDOUT, PRETRAIN, SMALL_BERT, TRAINING, data  # noqa: F401
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_final_fit_records_precision_and_tf32(data, tf32_on, tmp_path):  # noqa:
     for precision in ("32-true", "bf16-mixed"):
         out = tmp_path / precision
         fit.final_fit(dataset, split, "cnn", {**TRAINING, "max_epochs": 1}, out, threads=1,
-                      seed=0, training={"precision": precision})
+                      seed=0, training={**HOLDOUT, "precision": precision})
         info = read_json(out / "fit.json")
         assert info["precision"] == precision and info["tf32"] is False
     assert not torch.backends.cudnn.allow_tf32  # the training path turned it off

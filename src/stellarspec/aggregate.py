@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import stats
 from .io import read_json, write_csv, write_text
+from .convergence import RULE
 from .metrics import compute_metrics, label_indices, scores_from_confusion
 from .paper import (CITATION, TABLE3_F1_NOTE, TABLE3_FRACTIONS, TABLE3_MODEL, TABLE3_SOURCE,
                     TABLE3_TYPES, TABLE4_TRAIN_FRACTION, paper_accuracy, paper_table3)
@@ -31,6 +32,33 @@ TABLE5_COLUMNS = ["source", "type", "train_fraction", "model_a", "model_b", "n_s
                   "only_b_right", "mcnemar_p_per_seed", "mcnemar_p", "mcnemar_p_pooled", "holm_p",
                   "differs_95", "ci_excludes_zero", "detectable_difference_80", "partial"]
 ALPHA = 0.05
+CONVERGED_SHARE = 0.9  # aggregate warns when a model converged in fewer of its runs
+
+
+def converged_count(group: pd.DataFrame) -> tuple[int, int] | None:
+    """(runs that converged, runs) of the fits in `group`; None where no fit records it (SVM,
+    reference models)."""
+    values = group["converged"].dropna() if "converged" in group else pd.Series([], dtype=object)
+    if not len(values):
+        return None
+    return int(values.astype(bool).sum()), int(len(values))
+
+
+def convergence_by_model(fits: pd.DataFrame) -> dict:
+    """{model: (converged, runs)} over the whole grid, for the models that record it."""
+    counts = {m: converged_count(g) for m, g in fits.groupby("model", sort=False)}
+    return {m: c for m, c in counts.items() if c is not None}
+
+
+def convergence_warnings(fits: pd.DataFrame, share: float = CONVERGED_SHARE) -> list[str]:
+    """A line per model that converged in fewer than `share` of its runs."""
+    return [f"{model} converged in {k}/{n} runs (under {share:.0%}): its scores may be "
+            "limited by the epoch budget, not by the model (fit.json 'convergence')"
+            for model, (k, n) in convergence_by_model(fits).items() if k < share * n]
+
+
+def _converged_text(k, n) -> str:
+    return "–" if pd.isna(n) or not n else f"{int(k)}/{int(n)}"
 
 
 def run_key(fit_json) -> dict:
@@ -55,8 +83,12 @@ def collect(fit_paths, source: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         m = compute_metrics(frame, info["classes"])
         key = {"source": source} | run_key(path)
         predictions[tuple(key[k] for k in KEY)] = frame
+        convergence = info.get("convergence") or {}  # deep models only
         fits.append(key | {k: m[k] for k in FIT_COLUMNS}
-                    | {k: info.get(k) for k in ("n_train", "n_test", "seconds")})
+                    | {k: info.get(k) for k in ("n_train", "n_test", "seconds")}
+                    | {"converged": convergence.get("converged"),
+                       "chosen_epochs": convergence.get("chosen_epochs"),
+                       "epoch_budget": convergence.get("budget")})
         for cls, scores in m["per_class"].items():
             per_class.append(key | {"class": cls} | scores)
     fits = pd.DataFrame(fits).sort_values(KEY, ignore_index=True)
@@ -276,11 +308,17 @@ def _table3(cells, expected, source, partial) -> pd.DataFrame:
                          "metric": metric, "averaging": "macro",
                          "n_train": _n(cell["group"], "n_train") if cell else np.nan,
                          "n_test": _n(cell["group"], "n_test") if cell else np.nan}
+                        | _converged_columns(cell["group"] if cell else None)
                         | ours
                         | {"paper": paper.get(names.get(metric, "")),
                            "paper_n_train": paper["n_train"], "paper_n_test": paper["n_test"],
                            "partial": partial})
     return pd.DataFrame(rows)
+
+
+def _converged_columns(group) -> dict:
+    count = converged_count(group) if group is not None else None
+    return {"n_converged": count[0] if count else np.nan, "n_runs": count[1] if count else np.nan}
 
 
 def _table4(cells, expected, source, partial, regions, n_bootstrap) -> pd.DataFrame:
@@ -295,7 +333,7 @@ def _table4(cells, expected, source, partial, regions, n_bootstrap) -> pd.DataFr
             rows.append(base | {"metric": "accuracy"}
                         | summarise(cell["observed"]["accuracy"], cell["replicates"].get("accuracy"))
                         | {"paper": paper_accuracy(model, stype) if with_paper else None,
-                           "partial": partial})
+                           "partial": partial} | _converged_columns(cell["group"]))
             if regions:
                 for metric in SNR_METRICS:
                     rows.append(base | {"metric": f"{metric}_snr_matched"}
@@ -311,10 +349,15 @@ def _table4(cells, expected, source, partial, regions, n_bootstrap) -> pd.DataFr
         # Its CI: the mean of the types' replicates (each type's seeds drawn on their own).
         boot = (np.mean([c["replicates"]["accuracy"] for c in per_type.values()], axis=0)
                 if n_bootstrap else None)
+        # Convergence: this fraction's runs (n_converged / n_runs) and the whole grid's.
+        here = _converged_columns(pd.concat([c["group"] for c in per_type.values()]))
+        grid = _converged_columns(pd.concat([c["group"] for (_, m, _), c in cells.items()
+                                             if m == model]))
         rows.append({"source": source, "model": model, "type": "average", "train_fraction": top,
                      "metric": "accuracy"} | summarise(avg, boot)
                     | {"paper": paper_accuracy(model, "average") if with_paper else None,
-                       "partial": partial})
+                       "partial": partial} | here
+                    | {"grid_converged": grid["n_converged"], "grid_runs": grid["n_runs"]})
     return pd.DataFrame(rows)
 
 
@@ -441,13 +484,15 @@ def table3_markdown(table3: pd.DataFrame, n_bootstrap: int = 1000) -> str:
              f"Paper: BERT-CNN only, n_train / n_test and P / R / F1 from {TABLE3_SOURCE} "
              f"({CITATION}), at its fractions {', '.join(f'{f:g}' for f in TABLE3_FRACTIONS)}; "
              f"{TABLE3_F1_NOTE}. '–' under ours: a fraction (or, in a partial grid, a fit) "
-             "this run does not have.", ""]
+             "this run does not have.", "",
+             "converged: the deep-model runs (seeds) whose CV curve had stopped rising within "
+             "the epoch budget, of those run (Table 4 names the models that did not always).", ""]
     lines += _partial_note(table3)
     for stype, tgroup in table3.groupby("type", sort=True):
         lines += [f"## {stype} ({source})", "",
                   "| model | train fraction | n_train | n_test | P | R | F1 = 2PR/(P+R) | "
-                  "mean per-class F1 | paper n_train / n_test | paper P / R / F1 |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "mean per-class F1 | converged | paper n_train / n_test | paper P / R / F1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for (model, frac), rows in tgroup.groupby(["model", "train_fraction"], sort=False):
             by = rows.set_index("metric")
             first = by.iloc[0]
@@ -459,6 +504,7 @@ def table3_markdown(table3: pd.DataFrame, n_bootstrap: int = 1000) -> str:
             lines.append(f"| {model} | {frac:g} | {_count(first['n_train'])} | "
                          f"{_count(first['n_test'])} | "
                          + " | ".join(_cell(by.loc[m]) for m in TABLE3_METRICS)
+                         + f" | {_converged_text(first.get('n_converged'), first.get('n_runs'))}"
                          + f" | {paper_n} | {paper} |")
         lines.append("")
     return "\n".join(lines)
@@ -494,12 +540,13 @@ def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000,
                   "tell them apart (see table_snr.md for CIs). Regions: "
                   + "; ".join(f"{r.type}: {r.snr_region}" for r in regions.itertuples()) + "."]
     lines += ceiling_note(ceilings)
+    lines += convergence_note(table4)
     lines.append("")
     lines += _partial_note(table4)
     header = ["model"]
     for t in types:
         header += [t] + ([f"{t} S/N-matched"] if matched else [])
-    header.append("average")
+    header += ["average", f"converged ({frac:g} / all fractions)"]
     lines += ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
     for model, mgroup in table4.groupby("model", sort=False):
         cells = []
@@ -517,8 +564,28 @@ def table4_markdown(table4: pd.DataFrame, n_bootstrap: int = 1000,
                                  f"{_value(sub.loc['f1_of_macro_pr_snr_matched', 'mean'], 3)}")
                 else:
                     cells.append("–")
+        avg = mgroup[(mgroup["type"] == "average") & (mgroup["metric"] == "accuracy")]
+        cells.append(" / ".join(_converged_text(*avg.iloc[0][list(c)]) for c in
+                                (("n_converged", "n_runs"), ("grid_converged", "grid_runs")))
+                     if len(avg) and "n_runs" in avg else "–")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def convergence_note(table4: pd.DataFrame) -> list[str]:
+    """Table 4's caption lines on convergence: the rule, and each model that did not converge
+    in every run of the grid, named."""
+    if "grid_runs" not in table4 or table4["grid_runs"].isna().all():
+        return []
+    avg = table4[(table4["type"] == "average") & table4["grid_runs"].notna()]
+    short = [f"{r.model} {int(r.grid_converged)}/{int(r.grid_runs)}" for r in avg.itertuples()
+             if r.grid_converged < r.grid_runs]
+    return ["", "'converged': deep-model runs whose CV curve had stopped rising within the epoch "
+            f"budget ({RULE}), at this fraction / over the whole grid; '–': the model has no "
+            "epochs (SVM, reference rows). "
+            + (("Not converged in every run, so their scores may be limited by the training "
+                "budget rather than the model: " + "; ".join(short) + ".") if short else
+               "Every deep-model run converged.")]
 
 
 def snr_markdown(table: pd.DataFrame, fraction: float, n_bootstrap: int = 1000) -> str:

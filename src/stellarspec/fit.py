@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from .convergence import assess, choose_epochs
 from .dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
@@ -46,7 +47,10 @@ MODELS = ("svm",) + DEEP_MODELS + REFERENCE_MODELS
 CV_COLUMNS = ["params", "rung", "epoch", "accuracy", "f1_macro", "val_loss", "n_fit", "n_val",
               "n_early_stopping", "seconds"]
 # training: settings of how deep models train (config `training:`, schema for the docs).
-TRAINING_DEFAULTS = {"stopping": "holdout", "holdout_fraction": 0.1, "min_epochs": 1,
+# The schema (workflow/schemas/config.schema.yaml) holds the same defaults; a test keeps them equal.
+TRAINING_DEFAULTS = {"stopping": "cv_epochs", "holdout_fraction": 0.1, "min_epochs": 10,
+                     "min_steps_per_epoch": 1, "smoothing_epochs": 3,
+                     "convergence_tolerance": 0.02,
                      "precision": "32-true", "cuda_batch_scaling": False, "memory_mb": 2000,
                      "gpu_memory_fraction": 0.8, "stacking": "auto"}
 
@@ -199,7 +203,10 @@ def device_type() -> str:
 def used_settings(params: dict, n_fit: int, training: dict, device: str) -> dict:
     """The batch size, learning rate and precision a run uses: the configured ones, on every
     device. Only with training.cuda_batch_scaling (an opt-in) does a CUDA run take a larger
-    batch and a sqrt-scaled learning rate (lightning_modules.cuda_batch_size)."""
+    batch and a sqrt-scaled learning rate (lightning_modules.cuda_batch_size). With
+    training.min_steps_per_epoch = s > 1 the batch is at most ceil(n_fit / s), so an epoch is
+    at least s optimizer steps on any training size (the same number in a CV fold and in the
+    final fit, whose epochs CV chose)."""
     from .lightning_modules import cuda_batch_size, cuda_learning_rate
 
     batch_size, lr = int(params["batch_size"]), float(params["lr"])
@@ -207,8 +214,16 @@ def used_settings(params: dict, n_fit: int, training: dict, device: str) -> dict
     if scaled:
         batch_size = cuda_batch_size(batch_size, n_fit)
         lr = cuda_learning_rate(lr, int(params["batch_size"]), batch_size)
+    if int(training["min_steps_per_epoch"]) > 1:
+        batch_size = min(batch_size, steps_batch_size(n_fit, int(training["min_steps_per_epoch"])))
     return {"batch_size": batch_size, "lr": lr, "precision": training["precision"],
             "cuda_batch_scaling": scaled}
+
+
+def steps_batch_size(n_fit: int, min_steps: int) -> int:
+    """The largest batch b with ceil(n_fit / b) >= min_steps (> 1): an epoch of at least
+    min_steps optimizer steps."""
+    return max(1, math.ceil(int(n_fit) / (int(min_steps) - 1)) - 1)
 
 
 def candidate_seed(seed: int, index: int) -> int:
@@ -259,6 +274,10 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
     device = device_type()
     used = [used_settings(c, len(train_rows), training, device) for c in candidates]
     run = [{**c, "batch_size": u["batch_size"], "lr": u["lr"]} for c, u in zip(candidates, used)]
+    if training["stopping"] == "cv_epochs":
+        # No fold-level early stopping: every fold scores every epoch of the budget, so the
+        # mean over the folds exists at each epoch (convergence.choose_epochs).
+        run = [{k: v for k, v in c.items() if k != "patience"} for c in run]
     flux = torch.from_numpy(np.ascontiguousarray(ds.flux, dtype=np.float32))
     y = torch.from_numpy(ds.y)
     networks = []
@@ -414,7 +433,8 @@ def cv_every_fold(dataset, split, model: str, fixed: dict, grid: dict, out_csvs:
                     previous_csv=previous[fold], **kwargs)
         if not last:
             promoted = cv_dir / f"promoted.rung{rung}.json"
-            promote(csvs, metric, rung, search["eta"], promoted, by_epoch=by_epoch)
+            promote(csvs, metric, rung, search["eta"], promoted, by_epoch=by_epoch,
+                    training=kwargs.get("training"))
             previous = csvs
 
 
@@ -476,11 +496,13 @@ def _stack_rows(trained: dict, ds, val, by_epoch: bool, seconds: float) -> dict:
     return {"rows": rows}
 
 
-def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | None = None):
+def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | None = None,
+                     training: dict | None = None):
     """[(params JSON, mean `metric` over the folds, epochs)] in grid order, for the rows of
-    `rung` (default: the last rung). by_epoch: the score of a candidate is the best over
-    epochs of the mean over folds at that epoch, among the epochs every fold trained; its
-    epochs is that epoch. Otherwise each fold has one row per candidate."""
+    `rung` (default: the last rung). by_epoch: the score of a candidate is the best of its
+    smoothed mean curve over the folds, and its epochs the one-standard-error choice of
+    convergence.choose_epochs (training's smoothing_epochs and min_epochs), over the epochs
+    every fold trained. Otherwise each fold has one row per candidate."""
     tables = [pd.read_csv(p) for p in fold_csvs]
     if not tables:
         raise ValueError("no fold results given")
@@ -500,44 +522,69 @@ def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | N
                 raise ValueError(f"{path} has more than one row per candidate")
         mean = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
         return [(p, float(s), None) for p, s in zip(order, mean)]
+    training = training_settings(training)
     out = []
     for params in order:
-        curves = [t[t["params"] == params].set_index("epoch")[metric] for t in tables]
-        common = sorted(set.intersection(*(set(c.index) for c in curves)))
-        mean = np.mean([c.loc[common].to_numpy(dtype=float) for c in curves], axis=0)
-        best = int(np.argmax(mean))  # first of equal maxima: the fewest epochs
-        out.append((params, float(mean[best]), int(common[best])))
+        curves = fold_curves(tables, params, metric)
+        chosen = choose_epochs(curves, int(training["smoothing_epochs"]),
+                               int(training["min_epochs"]))
+        out.append((params, chosen["score"], chosen["epochs"]))
     return out
 
 
-def select_params(fold_csvs: list, metric: str, by_epoch: bool = False) -> dict:
+def fold_curves(tables: list, params: str, metric: str) -> np.ndarray:
+    """(k folds, E epochs) scores of one candidate, over the epochs every fold trained."""
+    curves = [t[t["params"] == params].set_index("epoch")[metric] for t in tables]
+    common = sorted(set.intersection(*(set(c.index) for c in curves)))
+    return np.array([c.loc[common].to_numpy(dtype=float) for c in curves])
+
+
+def curve_convergence(fold_csvs: list, params: str, metric: str, epochs: int,
+                      training: dict | None = None) -> dict:
+    """convergence.assess of one candidate's last-rung curves in the fold CSVs."""
+    tables = [pd.read_csv(p) for p in fold_csvs]
+    if "rung" in tables[0]:
+        tables = [t[t["rung"] == t["rung"].max()] for t in tables]
+    tolerance = float(training_settings(training)["convergence_tolerance"])
+    return assess(fold_curves(tables, params, metric), epochs, tolerance) | {"metric": metric}
+
+
+def select_params(fold_csvs: list, metric: str, by_epoch: bool = False,
+                  training: dict | None = None) -> dict:
     """The candidate with the best mean `metric` over the folds (ties: first in grid order);
     by_epoch also sets `epochs`, the number of epochs chosen with it (candidate_scores)."""
-    scores = candidate_scores(fold_csvs, metric, by_epoch)
+    scores = candidate_scores(fold_csvs, metric, by_epoch, training=training)
     params, _, epochs = scores[int(np.argmax([s for _, s, _ in scores]))]
     return json.loads(params) | ({"epochs": epochs} if by_epoch else {})
 
 
-def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool = False) -> dict:
-    """What a final fit trains: {'params': fixed + chosen, 'chosen', 'how'}. The chosen
-    candidate is select_params over the fold CSVs; a one-point grid, whose CV jobs are skipped,
-    leaves nothing to choose."""
+def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool = False,
+                  training: dict | None = None) -> dict:
+    """What a final fit trains: {'params': fixed + chosen, 'chosen', 'how'}, and with by_epoch
+    'convergence' (curve_convergence of the chosen candidate). The chosen candidate is
+    select_params over the fold CSVs; a one-point grid, whose CV jobs are skipped, leaves
+    nothing to choose."""
+    out = {}
     if fold_csvs:
-        best = select_params(list(fold_csvs), metric, by_epoch=by_epoch)
+        best = select_params(list(fold_csvs), metric, by_epoch=by_epoch, training=training)
         how = f"best mean {metric} over {len(fold_csvs)} CV folds"
     else:
         best = {key: values[0] for key, values in settings["grid"].items()}
         how = "the grid has one candidate; CV skipped"
     if by_epoch:
-        how += "; epochs chosen with it (training.stopping = cv_epochs)"
-    return {"params": settings.get("fixed", {}) | best, "chosen": best, "how": how}
+        how += ("; epochs chosen with it, by the one-standard-error rule on the smoothed mean "
+                "curve (training.stopping = cv_epochs)")
+        key = json.dumps({k: v for k, v in best.items() if k != "epochs"}, sort_keys=True)
+        out["convergence"] = curve_convergence(list(fold_csvs), key, metric, best["epochs"],
+                                               training)
+    return {"params": settings.get("fixed", {}) | best, "chosen": best, "how": how} | out
 
 
 def promote(fold_csvs: list, metric: str, rung: int, eta: int, out_json,
-            by_epoch: bool = False) -> list[str]:
+            by_epoch: bool = False, training: dict | None = None) -> list[str]:
     """Successive halving: the top ceil(n / eta) candidates of `rung` by mean `metric` over
     every fold's CSV (ties: grid order), written to out_json for the next rung's jobs."""
-    scores = candidate_scores(fold_csvs, metric, by_epoch, rung)
+    scores = candidate_scores(fold_csvs, metric, by_epoch, rung, training=training)
     n_keep = math.ceil(len(scores) / int(eta))
     ranked = sorted(range(len(scores)), key=lambda i: -scores[i][1])  # stable: grid order
     keep = sorted(ranked[:n_keep])
@@ -692,7 +739,9 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
                     "device": result["device"],
                     "n_fit": result["n_fit"], "n_early_stopping": result["n_early_stopping"],
                     "stopping": {k: training[k] for k in ("stopping", "holdout_fraction",
-                                                          "min_epochs")},
+                                                          "min_epochs", "min_steps_per_epoch",
+                                                          "smoothing_epochs")},
+                    "convergence": deep_convergence(result, selection, training),
                     "precision": used["precision"], "tf32": result["tf32"],
                     "cuda_batch_scaling": used["cuda_batch_scaling"],
                     "training": {"batch_size": used["batch_size"], "lr": used["lr"],
@@ -709,12 +758,31 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     # they are computed never retrains a model.
     write_json(out_dir / "fit.json", {
         "model": model, "params": params, "seed": int(seed), "classes": list(ds.classes),
-        "selection": {k: v for k, v in (selection or {}).items() if k != "params"},
+        "selection": {k: v for k, v in (selection or {}).items()
+                      if k not in ("params", "convergence")},
         "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
         # which device the job was given (Slurm's GPU, the slot allocator's, or none)
         "environment": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_STEP_GPUS",
                                                        "CUDA_VISIBLE_DEVICES")},
         **info})
+
+
+def deep_convergence(result: dict, selection: dict | None, training: dict) -> dict:
+    """Whether a deep model had converged: from the CV curves of the chosen candidate
+    (cv_epochs: chosen_params' 'convergence'), else from the final fit's own holdout curve,
+    where early stopping that ended the fit before max_epochs also counts as converged."""
+    if training["stopping"] == "cv_epochs":
+        if not selection or "convergence" not in selection:
+            raise ValueError("cv_epochs: the selection must carry the CV curves' convergence "
+                             "(chosen_params with by_epoch)")
+        return selection["convergence"]
+    epochs = int(result["epochs"][0])
+    curve = result["history"]["val_accuracy"][:epochs, 0][None, :]
+    out = assess(curve, int(result["best_epoch"][0]) + 1,
+                 float(training["convergence_tolerance"])) | {"metric": "accuracy"}
+    if epochs < len(result["history"]["val_accuracy"]):  # early stopping ended it
+        out |= {"converged": True, "still_rising": False}
+    return out
 
 
 def _final_deep(ds, split, model, params, out_dir, seed, pretrained, training) -> dict:
@@ -726,7 +794,9 @@ def _final_deep(ds, split, model, params, out_dir, seed, pretrained, training) -
         if "epochs" not in params:
             raise ValueError("training.stopping = cv_epochs needs the number of epochs chosen "
                              "by CV (params['epochs'], from chosen_params)")
-        max_epochs = int(params["epochs"])
+        # never fewer than min_epochs, whatever CV chose (choose_epochs already says so;
+        # this also holds for epochs given by hand)
+        max_epochs = max(int(params["epochs"]), int(training["min_epochs"]))
     else:
         max_epochs = int(params["max_epochs"])
     result = train_group(ds, split, "test", model, [params], [candidate_seed(seed, 0)], out_dir,

@@ -143,6 +143,7 @@ rule promote_rung:
         metric=config["experiment"]["cv_metric"],
         eta=config["search"]["eta"],
         by_epoch=lambda wildcards: by_epoch(wildcards.model),
+        training=config["training"],
     localrule: True
     threads: 1
     resources:

@@ -59,7 +59,8 @@ def choose_and_fit(snakemake, fold_csvs, pretrained=None) -> None:
     from stellarspec.fit import chosen_params, final_fit
 
     p = snakemake.params
-    selection = chosen_params(p.settings, list(fold_csvs), p.metric, by_epoch=p.by_epoch)
+    selection = chosen_params(p.settings, list(fold_csvs), p.metric, by_epoch=p.by_epoch,
+                              training=p.get("training"))
     print(selection["how"], selection["chosen"], flush=True)
     final_fit(snakemake.input.data, snakemake.input.split, p.settings["family"],
               selection["params"], Path(snakemake.output.predictions).parent,

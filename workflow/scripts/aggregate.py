@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from stellarspec.aggregate import build_tables, collect, write_table_csv, write_tables
+import sys
+
+from stellarspec.aggregate import (build_tables, collect, convergence_warnings, write_table_csv,
+                                   write_tables)
 from stellarspec.dataset import load_dataset
 from stellarspec.io import read_json
 
@@ -19,6 +22,9 @@ for path in snakemake.input.datasets:
 tables, missing = build_tables(
     fits, predictions, {"types": p.types, "models": p.models, "fractions": p.fractions, "seeds": p.seeds},
     p.source, n_bootstrap=p.n_bootstrap, allow_partial=p.allow_partial, snr=snr, windows=p.snr_windows)
+for line in convergence_warnings(fits):  # to the log, and to the terminal that ran snakemake
+    print(f"WARNING: {line}")
+    print(f"WARNING: {line}", file=sys.__stderr__)
 if missing:
     print(f"PARTIAL tables: {len(missing)} fits missing, e.g. {missing[:3]}")
 write_table_csv(snakemake.output.fits, fits)
