@@ -89,12 +89,13 @@ def test_a_curve_still_rising_at_the_cap_has_not_converged():
     rising = np.linspace(0.5, 0.9, 20)  # +0.021 an epoch to the end
     result = assess(noisy(rising, 0), chosen_epochs=20, tolerance=0.02)
     assert result["still_rising"] is True and result["converged"] is False
-    # a line through the last 10 epochs: about 10 * 0.021 = 0.21
-    assert result["final_rise"] == pytest.approx(10 * 0.4 / 19, abs=0.01)
+    # a line through the last 10 epochs, from the first to the last: 9 steps of 0.4 / 19
+    assert result["final_rise"] == pytest.approx(9 * 0.4 / 19, abs=0.01)
+    assert result["final_rise"] > 2 * result["final_rise_se"]
     assert result["budget"] == 20 and result["chosen_epochs"] == 20
     assert result["chosen_position"] == 1.0
     # exactly linear, no noise: the rise the line predicts across the last half
-    assert assess(np.linspace(0, 0.38, 20), 20)["final_rise"] == pytest.approx(0.2)
+    assert assess(np.linspace(0, 0.38, 20), 20)["final_rise"] == pytest.approx(9 * 0.02)
 
 
 def test_a_noisy_plateau_has_converged():
@@ -103,8 +104,20 @@ def test_a_noisy_plateau_has_converged():
     assert result["converged"] is True and result["still_rising"] is False
     assert abs(result["final_rise"]) < 0.02
     assert result["chosen_position"] == 0.6  # 12 of 20
-    assert set(result) == {"converged", "still_rising", "final_rise", "tolerance", "budget",
-                           "chosen_epochs", "chosen_position", "rule"}
+    assert set(result) == {"converged", "still_rising", "final_rise", "final_rise_se",
+                           "tolerance", "budget", "chosen_epochs", "chosen_position", "rule"}
+
+
+def test_a_plateau_tilted_up_by_chance_is_not_called_rising():
+    # The last half zigzags by +-0.04 (one fold-mean epoch on ~30 spectra a fold) around a
+    # line that tilts up by 0.03: above the tolerance, but within two standard errors.
+    x = np.arange(10)
+    last_half = 0.75 + 0.03 * x / 9 + 0.04 * np.where(x % 2, 1, -1)
+    curve = np.r_[np.full(10, 0.75), last_half][None, :]
+    result = assess(curve, chosen_epochs=20, tolerance=0.02)
+    assert result["final_rise"] > 0.02
+    assert result["final_rise"] < 2 * result["final_rise_se"]
+    assert result["converged"] is True
 
 
 def test_a_curve_that_peaks_and_falls_has_converged():

@@ -10,9 +10,11 @@ of a few dozen spectra one epoch's mean is noisy, so neither rule reads a single
   maximum: a one-standard-error rule that prefers the longer fit, since a fit trained past its
   optimum on a plateau loses less than one stopped on the rise. Never fewer than `min_epochs`.
 - **Convergence** (`assess`): a least-squares line through the last half of the fold-mean
-  curve; if the rise it predicts across that half exceeds `tolerance`, the curve was still
-  rising at the end of its budget and has not converged. (A line over half the budget is far
-  less noisy than comparing two epochs or two short windows.)
+  curve. If the rise it predicts across that half exceeds `tolerance` AND two standard errors
+  of that rise (from the line's residuals), the curve was still rising at the end of its
+  budget: not converged. A line over half the budget is far less noisy than comparing two
+  epochs or two short windows, and the standard-error condition keeps a flat curve whose
+  fitted line tilts up by chance, on folds of a few dozen spectra, from being flagged.
 
 numpy only: the workflow's aggregation and the tests use it without torch.
 """
@@ -23,7 +25,9 @@ import math
 import numpy as np
 
 RULE = ("not converged if a least-squares line through the last half of the epoch budget of "
-        "the fold-mean CV curve rises by more than the tolerance across that half")
+        "the fold-mean CV curve rises across that half by more than the tolerance and by more "
+        "than two standard errors")
+RISE_STANDARD_ERRORS = 2.0
 
 
 def smooth(curves: np.ndarray, width: int) -> np.ndarray:
@@ -55,14 +59,18 @@ def choose_epochs(curves: np.ndarray, smoothing: int = 3, min_epochs: int = 1) -
             "best_epoch": best + 1, "se": se}
 
 
-def final_rise(mean: np.ndarray) -> float:
-    """The rise a least-squares line through the last half of a mean curve predicts across that
-    half (score units); NaN for a curve under 4 epochs."""
+def final_rise(mean: np.ndarray) -> tuple[float, float]:
+    """(rise, its standard error): what a least-squares line through the last half of a mean
+    curve rises from that half's first epoch to its last (score units); NaNs for a curve under
+    6 epochs (a line through 3 points or more, with a residual to judge it by)."""
     half = len(mean) // 2
-    if half < 2:
-        return float("nan")
-    slope = np.polyfit(np.arange(half), np.asarray(mean[-half:], dtype=float), 1)[0]
-    return float(slope * half)
+    if half < 3:
+        return float("nan"), float("nan")
+    x, y = np.arange(half, dtype=float), np.asarray(mean[-half:], dtype=float)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (intercept + slope * x)
+    slope_se = math.sqrt((residual ** 2).sum() / (half - 2) / ((x - x.mean()) ** 2).sum())
+    return float(slope * (half - 1)), float(slope_se * (half - 1))
 
 
 def assess(curves: np.ndarray, chosen_epochs: int, tolerance: float = 0.02) -> dict:
@@ -70,10 +78,12 @@ def assess(curves: np.ndarray, chosen_epochs: int, tolerance: float = 0.02) -> d
     docstring), with where the chosen epoch sits in that budget."""
     mean = np.atleast_2d(np.asarray(curves, dtype=float)).mean(0)
     budget = len(mean)
-    rise = final_rise(mean)
-    rising = bool(rise > tolerance)  # NaN (too short to tell) is not rising
+    rise, se = final_rise(mean)
+    # NaN (too short to tell) is not rising
+    rising = bool(rise > tolerance and rise > RISE_STANDARD_ERRORS * se)
     return {"converged": not rising, "still_rising": rising,
             "final_rise": None if np.isnan(rise) else round(rise, 6),
+            "final_rise_se": None if np.isnan(se) else round(se, 6),
             "tolerance": float(tolerance), "budget": budget,
             "chosen_epochs": int(chosen_epochs),
             "chosen_position": round(int(chosen_epochs) / budget, 4), "rule": RULE}

@@ -204,9 +204,9 @@ def used_settings(params: dict, n_fit: int, training: dict, device: str) -> dict
     """The batch size, learning rate and precision a run uses: the configured ones, on every
     device. Only with training.cuda_batch_scaling (an opt-in) does a CUDA run take a larger
     batch and a sqrt-scaled learning rate (lightning_modules.cuda_batch_size). With
-    training.min_steps_per_epoch = s > 1 the batch is at most ceil(n_fit / s), so an epoch is
-    at least s optimizer steps on any training size (the same number in a CV fold and in the
-    final fit, whose epochs CV chose)."""
+    training.min_steps_per_epoch = s > 1 the batch is at most steps_batch_size(n_fit, s), so
+    an epoch is at least s optimizer steps on any training size (the same number in a CV fold
+    and in the final fit, whose epochs CV chose)."""
     from .lightning_modules import cuda_batch_size, cuda_learning_rate
 
     batch_size, lr = int(params["batch_size"]), float(params["lr"])
@@ -571,6 +571,9 @@ def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool =
     else:
         best = {key: values[0] for key, values in settings["grid"].items()}
         how = "the grid has one candidate; CV skipped"
+    if by_epoch and not fold_csvs:
+        raise ValueError("epochs chosen by CV (training.stopping = cv_epochs) need the CV fold "
+                         "CSVs, also for a one-point grid")
     if by_epoch:
         how += ("; epochs chosen with it, by the one-standard-error rule on the smoothed mean "
                 "curve (training.stopping = cv_epochs)")
@@ -705,6 +708,11 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
     if pretrained is not None:
         check_pretrained_encoder(pretrained, ds, split, "test")
     training = training_settings(training)
+    if (model in DEEP_MODELS and training["stopping"] == "cv_epochs"
+            and "convergence" not in (selection or {})):
+        # checked before training, not after it
+        raise ValueError("cv_epochs: the selection must carry the CV curves' convergence "
+                         "(chosen_params with by_epoch)")
     out_dir = Path(out_dir)
     train, test = fold_rows(split, "test")
     y = ds.y

@@ -38,6 +38,13 @@ def check_config(cfg):
         if deep and "max_epochs" not in settings["fixed"] and "max_epochs" not in settings.get("grid", {}):
             _config_error(f"models.{model}.fixed.max_epochs", f"deep model {model} needs max_epochs "
                           "(in fixed, or in its grid)")
+        if deep and cfg["training"]["stopping"] == "cv_epochs":
+            budgets = settings.get("grid", {}).get("max_epochs") or [settings["fixed"]["max_epochs"]]
+            if min(budgets) < cfg["training"]["min_epochs"]:
+                # the final fit would train more epochs than CV ever scored
+                _config_error(f"models.{model}.fixed.max_epochs",
+                              f"max_epochs {min(budgets)} is below training.min_epochs "
+                              f"{cfg['training']['min_epochs']}")
     seen = {}
     for stellar_type, subclasses in cfg["types"].items():
         if not subclasses:
