@@ -78,22 +78,14 @@ import pandas as pd
 from . import lamost_fits, preprocess, readers, sdss_fits
 from .dataset import SpectraSet, save_dataset
 from .io import atomic_path, config_hash, package_versions, write_json
-from .labels import POLICIES, match_subclass
+from .labels import POLICIES
+from .selection import (ABOVE_COUNT, DOWNLOAD_FAILED, DUPLICATE_ID, DUPLICATE_OBJECT,
+                        FLAT_SPECTRUM, NOT_IN_TYPE, POOR_COVERAGE, REJECT_COLUMNS, SNR_OUTSIDE,
+                        WRONG_CLASS, ZWARNING, not_in_type_detail, select, snr_outside_detail)
 from .progress import progress
 
 SOURCES = ("simulated", "label_first", "templates", "sdss", "lamost", "table")
 GENERATED = ("simulated", "label_first", "templates")
-REJECT_COLUMNS = ["source_id", "reason", "detail"]
-WRONG_CLASS = "wrong class"
-NOT_IN_TYPE = "subclass not in type"
-ZWARNING = "zwarning"
-SNR_OUTSIDE = "S/N outside window"
-DUPLICATE_OBJECT = "duplicate object"
-DUPLICATE_ID = "duplicate id"
-ABOVE_COUNT = "above target count"
-DOWNLOAD_FAILED = "download failed"
-POOR_COVERAGE = "poor coverage"
-FLAT_SPECTRUM = "flat spectrum"
 MIN_GOOD_FRACTION = 0.5  # of the common grid's pixels; config key min_good_fraction
 
 
@@ -447,24 +439,24 @@ def _select_records(cfg, stellar_type, paths, rejects, read=sdss_fits.read_spec,
         if meta["CLASS"].strip().upper() != "STAR":
             _reject(rejects, sid, WRONG_CLASS, f"CLASS = {meta['CLASS']!r}")
             continue
-        label = match_subclass(meta["SUBCLASS"], subclasses, policy)
-        if label is None:
-            _reject(rejects, sid, NOT_IN_TYPE, _not_in_type(meta["SUBCLASS"], stellar_type,
-                                                             subclasses, policy))
+        snr = meta.get(snr_column)
+        chosen = select(meta["SUBCLASS"], snr, subclasses, policy)
+        if chosen.reason == NOT_IN_TYPE:
+            _reject(rejects, sid, NOT_IN_TYPE, not_in_type_detail(meta["SUBCLASS"], stellar_type,
+                                                                   subclasses, policy))
             continue
+        # Table 1's order: ZWARNING and a missing S/N are reported before the window.
         if meta.get("ZWARNING", 0) != 0:  # LAMOST files have no ZWARNING
             _reject(rejects, sid, ZWARNING, f"ZWARNING = {meta['ZWARNING']}")
             continue
-        snr = meta.get(snr_column)
         if snr is None:
             _reject(rejects, sid, sdss_fits.MISSING_COLUMN,
                     f"snr_column {snr_column} is not in the file ({snr_hint})")
             continue
-        lo, hi = subclasses[label]["snr"]
-        if not lo <= snr <= hi:
-            _reject(rejects, sid, SNR_OUTSIDE,
-                    f"{snr_column} = {snr:.3f} outside [{lo}, {hi}] for {label}")
+        if chosen.reason == SNR_OUTSIDE:
+            _reject(rejects, sid, SNR_OUTSIDE, snr_outside_detail(snr_column, snr, chosen))
             continue
+        label = chosen.label
         kept.append(rec)
         rows.append({"id": meta["SPEC_ID"], "group": meta["OBJECT_ID"], "label": label,
                      "snr": np.float32(snr), "source_id": sid,
@@ -474,14 +466,6 @@ def _select_records(cfg, stellar_type, paths, rejects, read=sdss_fits.read_spec,
     meta = pd.DataFrame(rows, columns=["id", "group", "label", "snr", "source_id", "ra", "dec",
                                        "obsid"])
     return _drop_unusable(_Batch(prepared, meta), rejects, cfg)
-
-
-def _not_in_type(raw, stellar_type, subclasses, policy) -> str:
-    detail = (f"SUBCLASS '{raw}' is not one of {', '.join(subclasses)} (type {stellar_type}) "
-              f"under label_policy '{policy}'")
-    if policy == "exact" and match_subclass(raw, subclasses, "mk_subclass"):
-        detail += "; it would match under label_policy 'mk_subclass'"
-    return detail
 
 
 def _one_per_object(batch: _Batch, rejects) -> _Batch:
@@ -605,15 +589,15 @@ def _table(cfg, stellar_type):
     rejects, keep, labels = [], [], []
     flux, ivar = data["flux"], data.get("ivar")
     for i, (raw, snr, sid) in enumerate(zip(data["label"], data["snr"], data["id"])):
-        label = match_subclass(raw, subclasses, policy)
-        if label is None:
-            _reject(rejects, sid, NOT_IN_TYPE, _not_in_type(raw, stellar_type, subclasses, policy))
+        chosen = select(raw, float(snr), subclasses, policy)
+        if chosen.reason == NOT_IN_TYPE:
+            _reject(rejects, sid, NOT_IN_TYPE,
+                    not_in_type_detail(raw, stellar_type, subclasses, policy))
             continue
-        lo, hi = subclasses[label]["snr"]
-        if not lo <= float(snr) <= hi:
-            _reject(rejects, sid, SNR_OUTSIDE, f"snr = {float(snr):.3f} outside [{lo}, {hi}] "
-                                               f"for {label}")
+        if chosen.reason == SNR_OUTSIDE:
+            _reject(rejects, sid, SNR_OUTSIDE, snr_outside_detail("snr", float(snr), chosen))
             continue
+        label = chosen.label
         if not np.all(np.isfinite(flux[i])):
             _reject(rejects, sid, sdss_fits.NONFINITE_FLUX,
                     "flux has NaN/inf; mark bad pixels with ivar = 0 instead")
