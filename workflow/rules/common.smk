@@ -123,8 +123,13 @@ wildcard_constraints:
 
 
 def src(*modules):
-    """The src/ files a job imports, declared as inputs so that editing one reruns its jobs."""
-    return [f"src/stellarspec/{m}.py" for m in ("__init__", "io", *modules)]
+    """The src/ files a job imports, declared as inputs so that editing one reruns its jobs. A
+    package (a directory, e.g. "aggregate") stands for every module in it."""
+    paths = []
+    for m in ("__init__", "io", *modules):
+        package = Path("src/stellarspec", m)
+        paths += sorted(map(str, package.glob("*.py"))) if package.is_dir() else [f"{package}.py"]
+    return paths
 
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
