@@ -51,9 +51,9 @@ def load_config(overlay: Path | None) -> dict:
 def build_data(data_dir: Path, stellar_type: str, scale: float, train_fraction: float,
                folds: int, cfg: dict) -> tuple[Path, Path]:
     """dataset.npz and split.json in data_dir (built once)."""
-    from stellarspec.dataset import save_dataset
+    from stellarspec.data.dataset import save_dataset
     from stellarspec.io import write_json
-    from stellarspec.sources import build_dataset
+    from stellarspec.data.sources import build_dataset
     from stellarspec.splits import make_split
 
     dataset, split = data_dir / "dataset.npz", data_dir / "split.json"

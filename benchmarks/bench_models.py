@@ -44,11 +44,11 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from stellarspec.dataset import SpectraSet
+from stellarspec.data.dataset import SpectraSet
 from stellarspec.io import package_versions, write_json
 from stellarspec.lightning_modules import adam, build_classifier
 from stellarspec.runtime import keep_freed_memory
-from stellarspec.sources import build_dataset
+from stellarspec.data.sources import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
@@ -56,7 +56,7 @@ SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
 
 def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> SpectraSet:
     """Simulated spectra of one type, built by the workflow's own data path
-    (stellarspec.sources.build_dataset: simulator, preprocessing, normalisation)."""
+    (stellarspec.data.sources.build_dataset: simulator, preprocessing, normalisation)."""
     cfg = {**cfg, "source": "simulated", "scale": scale,
            "simulated": {**cfg.get("simulated", {}), "seed": seed}}
     return build_dataset(cfg, stellar_type)[0]

@@ -1,4 +1,4 @@
-"""Reader throughput: stellarspec.sdss_fits.read_spec against a plain astropy loop.
+"""Reader throughput: stellarspec.data.sdss_fits.read_spec against a plain astropy loop.
 
 Both read the same fields (COADD loglam, flux, ivar, and_mask; the SPECOBJ/SPALL metadata) from
 the 20 real files in ../shared/data/sdss/spectra and spectra-lite, cycled to --reads reads per
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stellarspec import lamost_fits, sdss_fits
+from stellarspec.data import fits_parser, lamost_fits, sdss_fits
 from stellarspec.io import package_versions, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ def check_identical(files, fast_read=sdss_fits.read_spec, ref_read=sdss_fits.rea
 
 
 def read_cold(path):
-    sdss_fits._parse_cards.cache_clear()
-    sdss_fits._table_columns.cache_clear()
+    fits_parser.parse_cards.cache_clear()
+    fits_parser.table_columns.cache_clear()
     return sdss_fits.read_spec(path)
 
 

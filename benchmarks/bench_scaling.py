@@ -3,8 +3,8 @@ BERT-CNN training time against the number of tokens (patch width) at fixed data.
 
 Every fit is stellarspec.fit.final_fit (the workflow's code: Lightning trainer, inner
 validation split, checkpoints, test prediction) on simulated spectra of one type built by
-stellarspec.sources.build_dataset at --scale x each of --fractions (default 0.25, 0.5, 1 of the
-quick default's scale 0.1), train fraction --train-fraction. The epoch count is fixed: patience
+stellarspec.data.sources.build_dataset at --scale x each of --fractions (default 0.25, 0.5, 1 of
+the quick default's scale 0.1), train fraction --train-fraction. The epoch count is fixed: patience
 is set to max_epochs, so early stopping never ends a fit early and every fit runs exactly
 --max-epochs epochs (checked). One thread. The figure is fit.json's `seconds` (the whole
 final_fit: training, checkpoints, test prediction), median over --repeats.

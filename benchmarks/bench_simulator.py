@@ -1,11 +1,12 @@
 """B12: how long the survey simulator takes to simulate and label a dataset (issue 13).
 
 For each --scales value, builds the simulated dataset of every type of the config exactly as
-the workflow's build_dataset job does (stellarspec.sources.build_dataset: population, spectra,
-template_fit labels against all 40 spEigenStar-53724 templates, the Table 1 selection and cap),
-with the types in --jobs parallel processes of one thread each, as `snakemake --cores 2` runs
-them. Records per type the wall time, spectra observed (simulated and labelled), spectra
-selected, and ms per observed spectrum; per scale the wall time of all types together.
+the workflow's build_dataset job does (stellarspec.data.sources.build_dataset: population,
+spectra, template_fit labels against all 40 spEigenStar-53724 templates, the Table 1 selection
+and cap), with the types in --jobs parallel processes of one thread each, as
+`snakemake --cores 2` runs them. Records per type the wall time, spectra observed (simulated
+and labelled), spectra selected, and ms per observed spectrum; per scale the wall time of all
+types together.
 
     python benchmarks/bench_simulator.py --out results/bench/simulator.json --scales 0.1 1.0
 
@@ -36,7 +37,7 @@ def resolve(path: str) -> str:
 
 
 def build_one(cfg: dict, stellar_type: str) -> dict:
-    from stellarspec import sources
+    from stellarspec.data import sources
 
     start = time.perf_counter()
     ds, rejects = sources.build_dataset(cfg, stellar_type)

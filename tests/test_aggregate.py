@@ -281,7 +281,7 @@ def test_collect_scores_each_fit_from_its_predictions(tmp_path):
 def write_fake_results(root, types, models, fractions, seeds, n_per_class=40, seed=0):
     """results/{source}/{type}/dataset.npz and, per fit, fit.json + predictions.csv, as the
     workflow writes them. Returns (fit.json paths, predictions paths, dataset paths)."""
-    from stellarspec.dataset import SpectraSet, save_dataset
+    from stellarspec.data.dataset import SpectraSet, save_dataset
     from stellarspec.io import write_json
     from stellarspec.metrics import predictions_frame
 

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from stellarspec import classify, cli, fit, sources
-from stellarspec.dataset import load_dataset
+from stellarspec import classify, cli, fit
+from stellarspec.data import sources
+from stellarspec.data.batch import MIN_GOOD_FRACTION
+from stellarspec.data.dataset import load_dataset
 from stellarspec.io import read_json, write_json
 from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import make_split
@@ -207,4 +209,4 @@ def test_default_grid_is_the_schemas():
     grid = schema["properties"]["grid"]["properties"]
     assert cli.DEFAULT_GRID == {k: v["default"] for k, v in grid.items()}
     min_good = schema["properties"]["min_good_fraction"]["default"]
-    assert sources.MIN_GOOD_FRACTION == min_good
+    assert MIN_GOOD_FRACTION == min_good

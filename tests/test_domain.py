@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stellarspec import classify, domain, preprocess, readers
+from stellarspec import classify, domain
+from stellarspec.data import preprocess, readers
 from stellarspec.template_fit import read_templates
 
 TEMPLATES = "sdss/templates/spEigenStar-53724.fits"

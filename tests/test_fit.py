@@ -20,12 +20,12 @@ import torch
 from sklearn.svm import SVC
 
 from stellarspec import fit
-from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
+from stellarspec.data.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
 from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_rows,
                                           cuda_batch_size, cuda_learning_rate)
 from stellarspec.metrics import evaluate_fit
-from stellarspec.preprocess import model_input, pixel_standardization
+from stellarspec.data.preprocess import model_input, pixel_standardization
 from stellarspec.splits import fold_rows, make_split
 
 

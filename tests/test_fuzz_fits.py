@@ -27,22 +27,22 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stellarspec import preprocess, sdss_fits, sources
-from stellarspec.sdss_fits import read_many, read_spec, read_spec_astropy
+from stellarspec.data import fits_parser, preprocess, sdss_fits, sources
+from stellarspec.data.sdss_fits import read_many, read_spec, read_spec_astropy
 
 SEED = 20220301
 ARRAYS = ("loglam", "flux", "ivar", "and_mask")
 REQUIRED = {"COADD": sdss_fits.COADD_COLUMNS, "META": sdss_fits.META_REQUIRED}
 # (category, variants per real file, reasons it may be rejected for)
 PLAN = [
-    ("truncated", 6, {sdss_fits.TRUNCATED, sdss_fits.NOT_FITS}),
-    ("dropped HDU", 2, {sdss_fits.MISSING_HDU}),
-    ("renamed column", 3, {sdss_fits.MISSING_COLUMN}),
-    ("removed column", 1, {sdss_fits.MISSING_COLUMN}),
-    ("NaN/inf flux", 2, {sdss_fits.NONFINITE_FLUX}),
-    ("ivar all zero", 1, {sdss_fits.ALL_MASKED}),
-    ("zero length", 1, {sdss_fits.EMPTY}),
-    ("not FITS", 1, {sdss_fits.NOT_FITS}),
+    ("truncated", 6, {fits_parser.TRUNCATED, fits_parser.NOT_FITS}),
+    ("dropped HDU", 2, {fits_parser.MISSING_HDU}),
+    ("renamed column", 3, {fits_parser.MISSING_COLUMN}),
+    ("removed column", 1, {fits_parser.MISSING_COLUMN}),
+    ("NaN/inf flux", 2, {fits_parser.NONFINITE_FLUX}),
+    ("ivar all zero", 1, {fits_parser.ALL_MASKED}),
+    ("zero length", 1, {fits_parser.EMPTY}),
+    ("not FITS", 1, {fits_parser.NOT_FITS}),
     ("flipped byte", 6, None),
     ("flipped byte, checksummed", 3, None),
 ]

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stellarspec import lamost_fits, preprocess, readers, sdss_fits, sources
-from stellarspec.lamost_fits import read_lamost, read_lamost_astropy
+from stellarspec import selection
+from stellarspec.data import fits_parser, lamost_fits, preprocess, readers, sdss_fits, sources
+from stellarspec.data.lamost_fits import read_lamost, read_lamost_astropy
 
 from test_sdss_fits import ARRAYS, assert_same, real_files
 from test_sources import base_config
@@ -118,8 +119,8 @@ def test_bad_compressed_files_are_rejected_not_raised(shared_data, tmp_path):
     paths = sorted(str(p) for p in tmp_path.iterdir())
     results = dict(zip(paths, readers.iter_read_fits(paths)))
     reason = {p.split("/")[-1]: (bad.reason if bad else None) for p, (_, bad) in results.items()}
-    assert reason == {"cut.fits.gz": sdss_fits.TRUNCATED, "junk.fits.gz": sdss_fits.CORRUPT,
-                      "cut-inside.fits.gz": sdss_fits.TRUNCATED, "good.fits.gz": None}
+    assert reason == {"cut.fits.gz": fits_parser.TRUNCATED, "junk.fits.gz": fits_parser.CORRUPT,
+                      "cut-inside.fits.gz": fits_parser.TRUNCATED, "good.fits.gz": None}
 
 
 def test_air_and_nm_wavelengths_name_the_fix(shared_data, tmp_path):
@@ -130,10 +131,10 @@ def test_air_and_nm_wavelengths_name_the_fix(shared_data, tmp_path):
         hdul[0].header["VACUUM"] = True
         hdul[1].data["WAVELENGTH"] /= 10
         hdul.writeto(tmp_path / "nm.fits", output_verify="silentfix")
-    with pytest.raises(sdss_fits.SpecFileError, match="convert them to vacuum") as err:
+    with pytest.raises(fits_parser.SpecFileError, match="convert them to vacuum") as err:
         read_lamost(tmp_path / "air.fits")
     assert err.value.reason == lamost_fits.AIR_WAVELENGTHS
-    with pytest.raises(sdss_fits.SpecFileError, match="looks like nm: multiply by 10") as err:
+    with pytest.raises(fits_parser.SpecFileError, match="looks like nm: multiply by 10") as err:
         read_lamost(tmp_path / "nm.fits")
     assert err.value.reason == lamost_fits.WAVELENGTH_UNITS
     assert preprocess.wavelength_problem(np.linspace(3.57, 3.96, 50)).endswith("give 10**wave")
@@ -179,11 +180,11 @@ def test_lamost_source_selection_and_rejects(shared_data, tmp_path, capsys):
     assert ds.group[0] == "desig:LAMOST J221318.82-000926.8"
     why = {s.split("/")[-1].split(".")[0]: r for s, r in zip(rejects["source_id"],
                                                              rejects["reason"])}
-    assert why["spec-99999-copy_sp01-001"] == sources.DUPLICATE_OBJECT
-    assert why["spec-55862-B6202_sp07-005"] == sources.WRONG_CLASS
-    assert why["spec-55862-B6202_sp01-005"] == sources.SNR_OUTSIDE  # K4 at SNRG 14.95 < 20
-    assert why[next(i for i in k0 if i != ds.id[2])] == sources.ABOVE_COUNT  # K0 count 1
-    assert why["spec-55862-B6202_sp01-001"] == sources.NOT_IN_TYPE  # G7
+    assert why["spec-99999-copy_sp01-001"] == selection.DUPLICATE_OBJECT
+    assert why["spec-55862-B6202_sp07-005"] == selection.WRONG_CLASS
+    assert why["spec-55862-B6202_sp01-005"] == selection.SNR_OUTSIDE  # K4 at SNRG 14.95 < 20
+    assert why[next(i for i in k0 if i != ds.id[2])] == selection.ABOVE_COUNT  # K0 count 1
+    assert why["spec-55862-B6202_sp01-001"] == selection.NOT_IN_TYPE  # G7
     assert len(why) == 15 - 3
     # The S/N column is configurable: on SNRR the K4 (SNRR 29.5) is in its window.
     ds, _ = sources.build_dataset(lamost_config(spec_dir, types, snr_column="SNRR"), "GK")
@@ -203,7 +204,7 @@ def test_lamost_objects_by_position_and_obsid(shared_data, tmp_path):
     types = {"G": {"G8": {"count": 5, "snr": [10, 100]}}}
     ds, rejects = sources.build_dataset(lamost_config(spec_dir, types), "G")  # no DESIG
     assert ds.id.tolist() == ["spec-0", "spec-2"]  # spec-1 is 2" from spec-0
-    assert rejects["reason"].tolist() == [sources.DUPLICATE_OBJECT]
+    assert rejects["reason"].tolist() == [selection.DUPLICATE_OBJECT]
     ds, _ = sources.build_dataset(lamost_config(spec_dir, types, match_radius_arcsec=1.0), "G")
     assert len(ds) == 3
     ds, _ = sources.build_dataset(lamost_config(spec_dir, types, object_id="obsid"), "G")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from stellarspec.lightning_modules import adam, build_classifier
-from stellarspec.preprocess import model_input, normalise, pixel_standardization
+from stellarspec.data.preprocess import model_input, normalise, pixel_standardization
 from stellarspec.models import (BertCNN, BertEncoder, CNNHead, ConvBlocks, Dropout, EncoderLayer,
                                 MaskedPatchModel, PatchEmbedding, PixelStandardizer, SpectrumCNN)
 from stellarspec.runtime import keep_freed_memory

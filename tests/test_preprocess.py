@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stellarspec import preprocess as P
-from stellarspec.sdss_fits import read_many
+from stellarspec.data import preprocess as P
+from stellarspec.data.sdss_fits import read_many
 
 GRID = {"log10_start": 3.58, "log10_step": 1.0e-4, "n_pixels": 3840}
 OUT = P.grid_loglam(GRID)

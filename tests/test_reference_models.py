@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from stellarspec import fit, sources
-from stellarspec.dataset import SpectraSet, load_dataset, save_dataset
+from stellarspec import fit
+from stellarspec.data import sources
+from stellarspec.data.dataset import SpectraSet, load_dataset, save_dataset
 from stellarspec.io import read_json, write_json
 from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import fold_rows, make_split

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stellarspec import sdss_fits
-from stellarspec.sdss_fits import read_many, read_spec, read_spec_astropy
+from stellarspec.data import fits_parser
+from stellarspec.data.sdss_fits import read_many, read_spec, read_spec_astropy
 
 ARRAYS = ("loglam", "flux", "ivar", "and_mask")
 
@@ -117,10 +117,10 @@ def test_scaled_and_unsigned_columns_match_astropy(tmp_path):
             fits.Column("and_mask", "J", bzero=2**31,
                         array=np.array([0, 1, 2**31, 2**32 - 1] * 10, dtype=np.uint32))]
     path = synthetic_spec(tmp_path / "scaled.fits", n, coadd_cols=cols)
-    with pytest.raises(sdss_fits.SpecFileError):  # integer flux is not a spectrum...
+    with pytest.raises(fits_parser.SpecFileError):  # integer flux is not a spectrum...
         read_spec(path)
     add_cards(path, "COADD", {"TSCAL1": 0.5, "TZERO1": 10.0})
-    with pytest.raises(sdss_fits.SpecFileError):  # ...even scaled: flux must be E or D
+    with pytest.raises(fits_parser.SpecFileError):  # ...even scaled: flux must be E or D
         read_spec(path)
     # Scaling applies as astropy applies it (float64 = raw * TSCAL + TZERO) to a float column:
     cols[0] = fits.Column("flux", "E", array=np.linspace(-1, 1, n, dtype=np.float32))
@@ -147,9 +147,9 @@ def test_checksums_verified_when_present(shared_data, tmp_path):
         at = hdul["COADD"].fileinfo()["datLoc"] + 4 * 100  # a loglam/flux value
     data[at] ^= 0x01  # a one-bit change in a float: a valid number, caught only by DATASUM
     path.write_bytes(bytes(data))
-    with pytest.raises(sdss_fits.SpecFileError) as err:
+    with pytest.raises(fits_parser.SpecFileError) as err:
         read_spec(path)
-    assert err.value.reason == sdss_fits.CHECKSUM
+    assert err.value.reason == fits_parser.CHECKSUM
 
 
 def cut(data: bytes, at: int) -> bytes:
@@ -163,17 +163,17 @@ def hdu_span(path, name):
 
 
 @pytest.mark.parametrize("case, reason", [
-    ("empty", sdss_fits.EMPTY),
-    ("text", sdss_fits.NOT_FITS),
-    ("cut_in_primary_header", sdss_fits.TRUNCATED),
-    ("cut_in_coadd_data", sdss_fits.TRUNCATED),
-    ("cut_in_last_hdu", sdss_fits.TRUNCATED),
-    ("drop_specobj", sdss_fits.MISSING_HDU),
-    ("drop_coadd", sdss_fits.MISSING_HDU),
-    ("rename_flux", sdss_fits.MISSING_COLUMN),
-    ("flux_as_int", sdss_fits.BAD_COLUMN),
-    ("naxis2_smaller", sdss_fits.CORRUPT),
-    ("header_garbage", sdss_fits.CORRUPT),
+    ("empty", fits_parser.EMPTY),
+    ("text", fits_parser.NOT_FITS),
+    ("cut_in_primary_header", fits_parser.TRUNCATED),
+    ("cut_in_coadd_data", fits_parser.TRUNCATED),
+    ("cut_in_last_hdu", fits_parser.TRUNCATED),
+    ("drop_specobj", fits_parser.MISSING_HDU),
+    ("drop_coadd", fits_parser.MISSING_HDU),
+    ("rename_flux", fits_parser.MISSING_COLUMN),
+    ("flux_as_int", fits_parser.BAD_COLUMN),
+    ("naxis2_smaller", fits_parser.CORRUPT),
+    ("header_garbage", fits_parser.CORRUPT),
 ])
 def test_each_kind_of_bad_file_is_rejected_with_its_reason(shared_data, tmp_path, case, reason):
     src = shared_data / "sdss" / "spectra" / "spec-1123-52882-0065.fits"
@@ -207,7 +207,7 @@ def test_each_kind_of_bad_file_is_rejected_with_its_reason(shared_data, tmp_path
         out = data[:hdr + 160] + b"\x00\xff" * 40 + data[hdr + 240:]
     assert out != data
     path.write_bytes(out)
-    with pytest.raises(sdss_fits.SpecFileError) as err:
+    with pytest.raises(fits_parser.SpecFileError) as err:
         read_spec(path)
     assert err.value.reason == reason, err.value
     records, rejects = read_many([path])
@@ -234,9 +234,9 @@ def test_read_many_checks_values_and_never_raises(shared_data, tmp_path):
     records, rejects = read_many([nan, copy, masked, missing, negative, directory, good])
     assert [r.path for r in records] == [str(copy), str(good)]
     assert [(r.path, r.reason) for r in rejects] == [
-        (str(nan), sdss_fits.NONFINITE_FLUX), (str(masked), sdss_fits.ALL_MASKED),
-        (str(missing), sdss_fits.UNREADABLE), (str(negative), sdss_fits.INVALID_VALUES),
-        (str(directory), sdss_fits.UNREADABLE)]
+        (str(nan), fits_parser.NONFINITE_FLUX), (str(masked), fits_parser.ALL_MASKED),
+        (str(missing), fits_parser.UNREADABLE), (str(negative), fits_parser.INVALID_VALUES),
+        (str(directory), fits_parser.UNREADABLE)]
     assert all(r.detail for r in rejects)
     # validate=False reads the NaN file faithfully.
     records, rejects = read_many([nan], validate=False)

@@ -17,8 +17,9 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ReadTimeoutError
 
-from stellarspec import sdss_fits, sdss_remote, sources
-from stellarspec.sdss_remote import (DownloadError, build_query, download_spectra, fetch_file,
+from stellarspec import selection
+from stellarspec.data import sdss_fits, sdss_remote, sources
+from stellarspec.data.sdss_remote import (DownloadError, build_query, download_spectra, fetch_file,
                                      spec_url)
 
 LEGACY_M1 = [(618, 52049, 372), (1079, 52621, 509)]
@@ -310,7 +311,7 @@ def test_sdss_source_end_to_end_offline(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(sdss_remote.time, "sleep", Sleeps())
     ds, rejects = sources.build_dataset(cfg, "M")
     assert sorted(ds.id) == ["spec-0618-52049-0372", "spec-1079-52621-0509"]
-    assert rejects["reason"].tolist() == [sources.DOWNLOAD_FAILED]
+    assert rejects["reason"].tolist() == [selection.DOWNLOAD_FAILED]
     assert "HTTP 404" in rejects["detail"][0]
     manifest = pd.read_csv(Path(cfg["sdss"]["cache_dir"]) / "manifest-M.csv")
     assert sorted(manifest["status"]) == ["failed", "fetched", "fetched"]

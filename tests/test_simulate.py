@@ -391,8 +391,8 @@ def test_template_source_rejects_unknown_subclasses(shared_data):
 
 # ------------------------------------------------------------ the survey simulator (issue 13)
 
-from stellarspec import sources  # noqa: E402
-from stellarspec.dataset import load_dataset  # noqa: E402
+from stellarspec.data import sources  # noqa: E402
+from stellarspec.data.dataset import load_dataset  # noqa: E402
 from stellarspec.template_fit import fit_templates, read_templates  # noqa: E402
 
 # Windows chosen so that one S/N can pass for one label and fail for another.
@@ -480,7 +480,7 @@ def test_snr_is_drawn_from_the_power_law_and_conditioning_keeps_its_shape():
 
 def test_truth_round_trips_through_the_dataset_file_with_its_summary(shared_data, tmp_path):
     tpl, lib = survey_paths(shared_data)
-    cfg = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/sources.py",
+    cfg = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/data/sources.py",
                                                        "config.yaml")))
     cfg.update(source="simulated", scale=1.0, types={"K": SMALL_K})
     cfg["simulated"] = {"seed": 3, "batch": 64}

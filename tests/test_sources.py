@@ -11,10 +11,11 @@ import pytest
 import yaml
 from astropy.io import fits
 
-from stellarspec import preprocess, sdss_fits, simulate, sources
-from stellarspec.dataset import load_dataset
+from stellarspec import selection, simulate
+from stellarspec.data import fits_parser, preprocess, sdss_fits, sources
+from stellarspec.data.dataset import load_dataset
 
-REPO_CONFIG = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/sources.py",
+REPO_CONFIG = yaml.safe_load(open(sources.__file__.replace("src/stellarspec/data/sources.py",
                                                            "config.yaml")))
 
 
@@ -152,22 +153,22 @@ def test_sdss_selection_and_every_reject_reason(spec_dir):
     cfg = sdss_config(spec_dir, types, label_policy="mk_subclass")
     ds, rejects = sources.build_dataset(cfg, "M")
     got = reasons(rejects)
-    assert got["zwarning.fits"] == sources.ZWARNING
-    assert got["nan.fits"] == sdss_fits.NONFINITE_FLUX
-    assert got["masked.fits"] == sdss_fits.ALL_MASKED
-    assert got["offgrid.fits"] == sdss_fits.ALL_MASKED
-    assert got["truncated.fits"] == sdss_fits.TRUNCATED
-    assert got["notes.fits"] == sdss_fits.NOT_FITS
-    assert got["spec-0266-51602-0001.fits"] == sources.WRONG_CLASS
-    assert got["spec-4068-55445-0924.fits"] == sources.NOT_IN_TYPE  # A9V
-    assert got["spec-4961-55719-0378.fits"] == sources.NOT_IN_TYPE  # F3/F5V: composite
-    assert got["spec-3764-55514-0972.fits"] == sources.SNR_OUTSIDE  # M6III at S/N 1.0
+    assert got["zwarning.fits"] == selection.ZWARNING
+    assert got["nan.fits"] == fits_parser.NONFINITE_FLUX
+    assert got["masked.fits"] == fits_parser.ALL_MASKED
+    assert got["offgrid.fits"] == fits_parser.ALL_MASKED
+    assert got["truncated.fits"] == fits_parser.TRUNCATED
+    assert got["notes.fits"] == fits_parser.NOT_FITS
+    assert got["spec-0266-51602-0001.fits"] == selection.WRONG_CLASS
+    assert got["spec-4068-55445-0924.fits"] == selection.NOT_IN_TYPE  # A9V
+    assert got["spec-4961-55719-0378.fits"] == selection.NOT_IN_TYPE  # F3/F5V: composite
+    assert got["spec-3764-55514-0972.fits"] == selection.SNR_OUTSIDE  # M6III at S/N 1.0
     # Each object is in the folder twice (full and lite): one copy is a duplicate. Objects in
     # their windows: M1 x3 (0618, 1079, 5047) and M4 x1 (1123; its edited copies fail earlier).
-    duplicates = rejects[rejects["reason"] == sources.DUPLICATE_OBJECT]
+    duplicates = rejects[rejects["reason"] == selection.DUPLICATE_OBJECT]
     assert len(duplicates) == 4
     # Three M1 objects in the window, count 2: one is above the target count.
-    assert (rejects["reason"] == sources.ABOVE_COUNT).sum() == 1
+    assert (rejects["reason"] == selection.ABOVE_COUNT).sum() == 1
     assert ds.provenance["counts"] == {"M1": 2, "M4": 1, "M6": 0}
     assert len(set(ds.group)) == len(ds)
     # Nothing is dropped silently: every input file is kept or rejected, exactly once.
@@ -189,7 +190,7 @@ def test_sdss_snr_window_edges_and_column(spec_dir):
     ds, rejects = sources.build_dataset(sdss_config(spec_dir / "lite", types), "M")
     assert ds.id.tolist() == ["spec-0618-52049-0372"]
     assert "SN_MEDIAN_ALL = 23.991 outside" in rejects.set_index("reason").loc[
-        sources.SNR_OUTSIDE, "detail"]
+        selection.SNR_OUTSIDE, "detail"]
     # snr_column picks a band: SN_MEDIAN_R of 0618 is 60.9, outside [20, 60].
     types = {"M": {"M1": {"count": 10, "snr": [20, 60]}}}
     ds, _ = sources.build_dataset(sdss_config(spec_dir / "lite", types,
@@ -317,8 +318,8 @@ def test_table_on_another_grid_with_bad_rows(tmp_path):
     ds, rejects = sources.build_dataset(base_config(source="table", table={"path": str(path)}),
                                         "K")
     assert dict(zip(rejects["source_id"], rejects["reason"])) == {
-        "c": sdss_fits.NONFINITE_FLUX, "d": sdss_fits.ALL_MASKED, "f": sources.NOT_IN_TYPE,
-        "g": sources.SNR_OUTSIDE, "a": sources.DUPLICATE_ID}
+        "c": fits_parser.NONFINITE_FLUX, "d": fits_parser.ALL_MASKED, "f": selection.NOT_IN_TYPE,
+        "g": selection.SNR_OUTSIDE, "a": selection.DUPLICATE_ID}
     assert ds.id.tolist() == ["a", "b", "e"] and ds.group.tolist() == ["a", "b", "e"]
     # The line is resampled onto the common log grid at the same wavelength.
     deepest = ds.wave[np.argmin(ds.flux[0])]
@@ -353,7 +354,7 @@ def test_poor_coverage_is_rejected_and_good_coverage_kept(tmp_path):
         ds, rejects = sources.build_dataset(cfg, "K")
         assert len(ds) == (2 if kept else 0), fraction
         if not kept:
-            assert rejects["reason"].tolist() == [sources.POOR_COVERAGE] * 2
+            assert rejects["reason"].tolist() == [selection.POOR_COVERAGE] * 2
             assert "2.0%" in rejects["detail"][0] and "min_good_fraction is 0.5" in \
                 rejects["detail"][0]
         else:
@@ -373,7 +374,7 @@ def test_flat_spectra_are_rejected_before_normalisation(tmp_path):
         ds, rejects = sources.build_dataset(cfg, "K")
         assert ds.id.tolist() == ["s2"], normalise
         assert dict(zip(rejects["source_id"], rejects["reason"])) == {
-            "s0": sources.FLAT_SPECTRUM, "s1": sources.FLAT_SPECTRUM}
+            "s0": selection.FLAT_SPECTRUM, "s1": selection.FLAT_SPECTRUM}
         assert np.isfinite(ds.flux).all()
 
 
@@ -391,7 +392,7 @@ def test_constant_spectra_are_flat_at_any_level_in_datasets_and_predict(tmp_path
     flux = np.stack([np.zeros(len(wave)), np.full(len(wave), 5.0), np.full(len(wave), 1e6),
                      1e6 * shape, 1e-17 * shape])
     cfg = grid_table(tmp_path, wave, flux, ["K1", "K3", "K5", "K1", "K3"])
-    flat = {f"s{i}": sources.FLAT_SPECTRUM for i in range(3)}
+    flat = {f"s{i}": selection.FLAT_SPECTRUM for i in range(3)}
     ds, rejects = sources.build_dataset(cfg, "K")
     assert ds.id.tolist() == ["s3", "s4"]
     assert dict(zip(rejects["source_id"], rejects["reason"])) == flat

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stellarspec import sdss_fits
-from stellarspec.preprocess import bad_pixels
+from stellarspec.data import sdss_fits
+from stellarspec.data.preprocess import bad_pixels
 from stellarspec.template_fit import (C_KMS, TemplateSet, classify, fit_templates,
                                       legendre_basis, pipeline_velocities, read_templates,
                                       shifted_templates)
@@ -176,7 +176,7 @@ def test_real_m_stars_on_the_common_grid_fit_as_the_raw_files(shared_data, legac
     cut to the common grid's range (the legacy grids share its lattice). The cut matters: past
     ~9204 A the legacy templates are zero-filled, the model there is the polynomial alone, and
     spec-0618's six pixels beyond 9202 A add 1.9 to its chi2/dof."""
-    from stellarspec.preprocess import preprocess_records
+    from stellarspec.data.preprocess import preprocess_records
 
     recs = [sdss_fits.read_spec(shared_data / "sdss/spectra" / f"{n}.fits") for n in M_STARS]
     prep = preprocess_records(recs, GRID)

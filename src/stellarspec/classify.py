@@ -12,7 +12,7 @@
 Preprocessing is never re-typed here: grid, normalisation and min_good_fraction come from the
 dataset the model was trained on (its provenance holds the config used), and every spectrum goes
 through the same functions as in the workflow (preprocess.preprocess_records for FITS files,
-preprocess.preprocess for tables, sources.unusable for the rejects). Any per-pixel input
+preprocess.preprocess for tables, data.batch.unusable for the rejects). Any per-pixel input
 transform (the standardiser) is a buffer of the network, so it travels with the weights.
 
 Out-of-domain flags (a prediction is still made):
@@ -37,12 +37,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import domain, preprocess, readers, sdss_fits, sources
-from .dataset import load_dataset
+from . import domain
+from .data import fits_parser, preprocess, readers, sdss_fits
+from .data.batch import unusable
+from .data.dataset import load_dataset
+from .data.spectra_table import load_table
 from .io import atomic_path, read_json
 from .labels import match_subclass
 from .metrics import evaluate_fit
 from .progress import progress
+from .selection import WRONG_CLASS
 
 FORMAT = "stellarspec-model"
 FORMAT_VERSION = 1
@@ -266,10 +270,10 @@ def read_spectra(path, snr_keys: dict | None = None):
     try:
         rec = readers.read_fits(path)
         sdss_fits.check_values(rec)
-    except sdss_fits.SpecFileError as err:
+    except fits_parser.SpecFileError as err:
         return None, [_reject(path, "", err.reason, err.detail)]
     except Exception as err:  # a reader bug must not stop the other files
-        return None, [_reject(path, "", sdss_fits.CORRUPT, f"{type(err).__name__}: {err}")]
+        return None, [_reject(path, "", fits_parser.CORRUPT, f"{type(err).__name__}: {err}")]
     meta = rec.meta
     snr = meta.get(snr_keys[meta["FORMAT"]])
     return Spectra(path, meta["FORMAT"], meta.get("LAYOUT", ""), [meta["SPEC_ID"]],
@@ -279,17 +283,17 @@ def read_spectra(path, snr_keys: dict | None = None):
 
 def _read_table(path):
     try:
-        data = sources.load_table(path, labelled=False)
+        data = load_table(path, labelled=False)
     except (OSError, ValueError, KeyError) as err:
         return None, [_reject(path, "", "unreadable table", str(err))]
     flux, ivar = data["flux"], data.get("ivar")
     rejects, rows = [], []
     for i, sid in enumerate(data["id"]):
         if not np.all(np.isfinite(flux[i])):
-            rejects.append(_reject(path, sid, sdss_fits.NONFINITE_FLUX,
+            rejects.append(_reject(path, sid, fits_parser.NONFINITE_FLUX,
                                    "flux has NaN/inf; mark bad pixels with ivar = 0 instead"))
         elif ivar is not None and not (np.all(np.isfinite(ivar[i])) and np.all(ivar[i] >= 0)):
-            rejects.append(_reject(path, sid, sdss_fits.INVALID_VALUES,
+            rejects.append(_reject(path, sid, fits_parser.INVALID_VALUES,
                                    "ivar has NaN, inf or negatives"))
         else:
             rows.append(i)
@@ -317,9 +321,9 @@ def prepare(spectra: Spectra, loglam_out, normalise: str) -> preprocess.Prepared
 
 
 def _unusable(prepared: preprocess.Prepared, min_good_fraction: float) -> list:
-    """sources.unusable, the workflow's own check, on the prepared spectra."""
-    return sources.unusable(prepared.flux, prepared.mask, min_good_fraction,
-                            prepared.flux_offset, prepared.flux_scale)
+    """data.batch.unusable, the workflow's own check, on the prepared spectra."""
+    return unusable(prepared.flux, prepared.mask, min_good_fraction,
+                    prepared.flux_offset, prepared.flux_scale)
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -428,7 +432,7 @@ def _template_notes(model: Model | None, found: dict | None, i: int, no_ivar: bo
 def _notes(spectra: Spectra, i: int, good_fraction: float, model: Model | None) -> list[str]:
     notes = []
     if spectra.star[i] is False:
-        notes.append(f"{sources.WRONG_CLASS}: the sdss and lamost sources keep only CLASS STAR")
+        notes.append(f"{WRONG_CLASS}: the sdss and lamost sources keep only CLASS STAR")
     if model is None:
         return notes
     label, snr = spectra.labels[i], spectra.snr[i]

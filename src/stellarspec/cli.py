@@ -112,7 +112,7 @@ def _export(args) -> int:
 
 
 def _paths(inputs) -> list[str]:
-    from .readers import find_spectrum_files
+    from .data.readers import find_spectrum_files
 
     try:
         paths = find_spectrum_files(inputs)
@@ -157,7 +157,7 @@ def _inspect(args) -> int:
                               prep["min_good_fraction"], model)
         grid = prep["grid"]
     else:
-        from .sources import MIN_GOOD_FRACTION
+        from .data.batch import MIN_GOOD_FRACTION
 
         grid = DEFAULT_GRID
         report = inspect_file(args.file, grid, min_good_fraction=MIN_GOOD_FRACTION)

@@ -28,10 +28,10 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .convergence import assess, choose_epochs
-from .dataset import SpectraSet, load_dataset
+from .data.dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json, write_csv, write_json, write_text
 from .metrics import compute_metrics, predictions_frame
-from .preprocess import model_input
+from .data.preprocess import model_input
 from .reference import REFERENCE_MODELS, fit_predict
 from .runtime import configured_precision, keep_freed_memory
 from .search import candidates, model_rungs, rung_epochs, search_settings

@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from .dataset import SpectraSet, load_dataset
+from .data.dataset import SpectraSet, load_dataset
 from .io import atomic_path, read_json
 from .batched import (Stacked, StackedAdam, candidate_orders, confusion_matrices,
                       cross_entropy_per_model, patience_ran_out, state_name)

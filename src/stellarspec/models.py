@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .preprocess import INPUTS, MIN_PIXEL_SCALE, pixel_standardization
+from .data.preprocess import INPUTS, MIN_PIXEL_SCALE, pixel_standardization
 
 # Named BertEncoder sizes (the `encoder` setting). tiny is the earlier default; mini and small
 # are BERT-mini and BERT-small (Turc et al. 2019: 4 layers of d_model 256 / 512 with 64-wide

@@ -1,10 +1,10 @@
 """Table 1's selection of a spectrum by subclass and S/N window, and the reasons for rejecting one.
 
-Every source (stellarspec.sources) and the survey simulator (stellarspec.simulate) select with
-`select`: the spectrum's label names one of the type's subclasses under label_policy
+Every source (stellarspec.data.sources) and the survey simulator (stellarspec.simulate) select
+with `select`: the spectrum's label names one of the type's subclasses under label_policy
 (labels.match_subclass), and lo <= S/N <= hi for that subclass's window. Each rejected input
 becomes one rejects row, REJECT_COLUMNS, whose reason is one of the constants below (or one of
-sdss_fits's, for files that do not read).
+stellarspec.data.fits_parser's, for files that do not read).
 """
 from __future__ import annotations
 

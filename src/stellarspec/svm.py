@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
-from .preprocess import model_input
+from .data.preprocess import model_input
 from .search import candidates
 
 KERNELS = ("rbf", "linear")

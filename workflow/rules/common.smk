@@ -132,11 +132,11 @@ def src(*modules):
     return paths
 
 
-SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
-               "lamost_fits", "readers", "progress", "template_fit")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference", "search")
-SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit", "preprocess", "reference", "search", "batched")
+SRC_DATA = src("data", "labels", "selection", "simulate", "progress", "template_fit")
+SRC_SVM = src("data/dataset", "splits", "metrics", "svm", "runtime", "fit", "data/preprocess",
+              "reference", "search")
+SRC_DEEP = src("data/dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
+               "fit", "data/preprocess", "reference", "search", "batched")
 SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 

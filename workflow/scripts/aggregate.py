@@ -9,7 +9,7 @@ import sys
 
 from stellarspec.aggregate import (build_tables, collect, convergence_warnings, write_table_csv,
                                    write_tables)
-from stellarspec.dataset import load_dataset
+from stellarspec.data.dataset import load_dataset
 from stellarspec.io import read_json
 
 p = snakemake.params

@@ -1,7 +1,7 @@
 from _job import to_log
 
 to_log(snakemake)
-from stellarspec.dataset import load_dataset
+from stellarspec.data.dataset import load_dataset
 from stellarspec.io import write_json
 from stellarspec.splits import make_split
 

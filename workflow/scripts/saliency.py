@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from stellarspec import figures
-from stellarspec.dataset import load_dataset
+from stellarspec.data.dataset import load_dataset
 from stellarspec.fit import load_classifier
 from stellarspec.io import read_json
 

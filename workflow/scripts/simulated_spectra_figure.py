@@ -4,7 +4,7 @@ to_log(snakemake)
 import numpy as np
 
 from stellarspec import figures
-from stellarspec.dataset import load_dataset
+from stellarspec.data.dataset import load_dataset
 from stellarspec.io import read_json
 from stellarspec.template_fit import fit_templates, read_templates
 

@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 
 from . import lamost_fits, sdss_fits
-from .sdss_fits import META_HDUS, SpecFileError, _parse_cards, _walk, open_fits
+from .fits_parser import COMPRESSED_SUFFIXES, SpecFileError, open_fits, parse_cards, walk_hdus
+from .sdss_fits import META_HDUS
 
-FITS_SUFFIXES = tuple(s + c for s in (".fits", ".fit") for c in ("",) + sdss_fits.COMPRESSED_SUFFIXES)
+FITS_SUFFIXES = tuple(s + c for s in (".fits", ".fit") for c in ("",) + COMPRESSED_SUFFIXES)
 TABLE_SUFFIXES = (".npz", ".h5", ".hdf5")
 NOT_A_SPECTRUM = "not an SDSS or LAMOST spectrum"
 
@@ -48,13 +49,13 @@ def read_fits(path, verify_structure: bool = True, verify_checksums: bool = True
     """The SpecRecord of an SDSS or LAMOST spectrum file. Raises SpecFileError."""
     path = os.fspath(path)
     with open_fits(path) as (fd, file_size):
-        hdus = _walk(fd, file_size, True)
+        hdus = walk_hdus(fd, file_size, True)
         names = {h.extname for h in hdus}
         if "COADD" in names and names & set(META_HDUS):
             rec = sdss_fits.read_open(path, fd, hdus, verify_checksums)
             rec.meta.update(FORMAT="sdss", LAYOUT="lite" if len(hdus) <= 4 else "full")
             return rec
-        if lamost_fits.is_lamost(_parse_cards(hdus[0].header_bytes, True)):
+        if lamost_fits.is_lamost(parse_cards(hdus[0].header_bytes, True)):
             rec = lamost_fits.read_open(path, fd, hdus, verify_checksums)
             rec.meta["FORMAT"] = "lamost"
             return rec

@@ -40,8 +40,8 @@ import pandas as pd
 import requests
 
 from . import sdss_fits
-from .io import atomic_path
-from .progress import progress
+from ..io import atomic_path
+from ..progress import progress
 
 SAS_SPECTRA = "https://data.sdss.org/sas/dr{release}/sdss/spectro/redux/{run2d}/spectra"
 CAS_SNR_COLUMNS = {"SN_MEDIAN_ALL": "snMedian", "SN_MEDIAN_U": "snMedian_u",

@@ -1,31 +1,23 @@
-"""Fast, strict reader for SDSS spec-PLATE-MJD-FIBER.fits files.
+"""A strict reader of FITS structure: headers, HDUs, binary-table columns, checksums.
 
-It reads what the data layer needs from two HDUs, in the full and the lite layouts of both eras:
+It parses the headers itself and reads only the needed bytes with numpy (big-endian dtypes,
+TSCAL/TZERO applied as astropy does); sdss_fits and lamost_fits read their spectra with it. A
+gzip or bz2 file (told by its first bytes) is decompressed in memory once and parsed the same
+way (`open_fits`).
 
-    COADD               loglam, flux, ivar, and_mask             (HDU 1)
-    SPECOBJ | SPALL     CLASS, SUBCLASS, SN_MEDIAN_ALL, SN_MEDIAN (u g r i z), PLATE, MJD,
-                        FIBERID, Z, ZWARNING, RUN2D and the object ids   (HDU 2: legacy | BOSS)
-
-`read_spec` parses the FITS headers itself and reads only the needed bytes with numpy (big-endian
-dtypes, TSCAL/TZERO applied as astropy does), which is far faster than astropy's generic table
-machinery (benchmarks/bench_reader.py). `read_spec_astropy` is the plain astropy reading of the
-same fields; the tests require both to give identical values on every real file. A gzip or bz2
-file (told by its first bytes) is decompressed in memory once and parsed the same way
-(`open_fits`, shared with lamost_fits).
-
-The reader is strict, because a download cut short or a damaged disk must not pass as data:
-- it walks every HDU header to the end of the file, so truncation is caught even inside HDUs it
-  does not use (only a cut exactly at an HDU boundary leaves a valid, shorter FITS file);
-- headers must be printable ASCII with an END card, blank-padded; table data must be zero-padded
-  (a wrong NAXIS2 then shows up as non-zero padding);
+It is strict, because a download cut short or a damaged disk must not pass as data:
+- `walk_hdus` walks every HDU header to the end of the file, so truncation is caught even
+  inside HDUs it does not use (only a cut exactly at an HDU boundary leaves a valid, shorter
+  FITS file);
+- headers must be printable ASCII with an END card, blank-padded; table data must be
+  zero-padded (a wrong NAXIS2 then shows up as non-zero padding);
 - every column's TFORM must add up to NAXIS1, and the needed columns must have the needed types;
-- CHECKSUM/DATASUM are verified on the HDUs it reads when they are present. SDSS spec files carry
-  neither, so a flipped bit inside a flux value is undetectable by any reader (see
+- CHECKSUM/DATASUM are verified on the HDUs it reads when they are present. SDSS spec files
+  carry neither, so a flipped bit inside a flux value is undetectable by any reader (see
   tests/test_fuzz_fits.py).
 
-`read_many` (and the streaming `iter_read`) never raise on a bad file: they return the records
-they could read and `Reject(path, reason, detail)` for the others, where `reason` is one of the
-short categories below.
+A file that cannot be used raises SpecFileError(reason, detail), `reason` one of the short
+categories below.
 """
 from __future__ import annotations
 
@@ -36,7 +28,7 @@ import gzip
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +37,7 @@ BLOCK = 2880
 CARD = 80
 END_CARD = b"END" + b" " * 77
 
-# Reject reasons raised here (sources.py adds the selection reasons).
+# Reject reasons of a spectrum file (stellarspec.selection has the selection reasons).
 UNREADABLE = "unreadable file"
 EMPTY = "empty file"
 NOT_FITS = "not FITS"
@@ -59,23 +51,13 @@ INVALID_VALUES = "invalid values"
 NONFINITE_FLUX = "NaN/inf flux"
 ALL_MASKED = "all masked"
 
-COADD_COLUMNS = ("loglam", "flux", "ivar", "and_mask")
-META_REQUIRED = ("CLASS", "SUBCLASS", "PLATE", "MJD", "FIBERID", "Z", "ZWARNING", "SN_MEDIAN_ALL")
-META_OPTIONAL = ("SN_MEDIAN", "RUN2D", "BESTOBJID", "OBJID", "THING_ID")
-SN_BANDS = ("U", "G", "R", "I", "Z")
-META_HDUS = {"SPECOBJ": "legacy", "SPALL": "boss"}
-
-# Which kinds of TFORM code each needed column may have.
-_FLOAT, _INT, _STR = set("ED"), set("BIJK"), set("A")
-_KINDS = {"loglam": _FLOAT, "flux": _FLOAT, "ivar": _FLOAT, "and_mask": _INT,
-          "CLASS": _STR, "SUBCLASS": _STR, "PLATE": _INT, "MJD": _INT, "FIBERID": _INT,
-          "Z": _FLOAT, "ZWARNING": _INT, "SN_MEDIAN_ALL": _FLOAT, "SN_MEDIAN": _FLOAT,
-          "RUN2D": _STR, "BESTOBJID": _STR | {"K"}, "OBJID": _STR | {"K"}, "THING_ID": _INT}
+# The TFORM codes of float, integer and string columns.
+FLOAT_CODES, INT_CODES, STR_CODES = set("ED"), set("BIJK"), set("A")
 
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])(.*)")
 _BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "C": 8, "M": 16,
           "P": 8, "Q": 16}
-_DTYPES = {"B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+DTYPES = {"B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
 # astropy turns these TZERO offsets into unsigned integers instead of float64.
 _UNSIGNED = {("I", 2**15): np.uint16, ("J", 2**31): np.uint32, ("K", 2**63): np.uint64}
 _PRINTABLE = bytes(range(32, 127))
@@ -91,22 +73,6 @@ class SpecFileError(Exception):
         self.reason, self.detail = reason, detail
 
 
-class Reject(NamedTuple):
-    path: str
-    reason: str
-    detail: str
-
-
-@dataclass
-class SpecRecord:
-    path: str
-    # Native-endian copies in the file's types: float32 and int32 in SDSS files.
-    loglam: np.ndarray    # (L,) log10 vacuum wavelength in Angstrom
-    flux: np.ndarray      # (L,) 1e-17 erg/s/cm^2/A
-    ivar: np.ndarray      # (L,) 1/flux^2
-    and_mask: np.ndarray  # (L,) pixel mask bits set in every exposure
-    meta: dict = field(default_factory=dict)
-
 
 # ---------------------------------------------------------------------------------- headers
 
@@ -121,7 +87,7 @@ class _Column:
 
 
 @dataclass
-class _Hdu:
+class Hdu:
     index: int
     header_offset: int
     header_bytes: bytes
@@ -255,7 +221,7 @@ def _looks_like_header(buf: bytes) -> bool:
 
 
 @functools.lru_cache(maxsize=512)
-def _parse_cards(header: bytes, full: bool) -> dict:
+def parse_cards(header: bytes, full: bool) -> dict:
     """Keyword -> value of one header. `full=False` parses only the keywords that size an HDU."""
     if header.translate(None, _PRINTABLE):
         raise SpecFileError(CORRUPT, "header has bytes that are not printable ASCII")
@@ -289,9 +255,9 @@ def _int_key(cards: dict, key: str, index: int, lo: int = 0, hi: int | None = No
     return value
 
 
-def _read_hdu(fd: int, offset: int, file_size: int, index: int, full: bool) -> _Hdu:
+def _read_hdu(fd: int, offset: int, file_size: int, index: int, full: bool) -> Hdu:
     header = _header_end(fd, offset, file_size, index)
-    cards = _parse_cards(header, full)
+    cards = parse_cards(header, full)
     first = "SIMPLE" if index == 0 else "XTENSION"
     if first not in cards or not header.startswith(first.encode()):
         raise SpecFileError(CORRUPT, f"HDU {index} does not start with {first}")
@@ -307,11 +273,12 @@ def _read_hdu(fd: int, offset: int, file_size: int, index: int, full: bool) -> _
     n_elements = int(np.prod(dims, dtype=np.int64)) if naxis else 0
     data_bytes = abs(bitpix) // 8 * gcount * (pcount + n_elements)
     data_offset = offset + len(header)
-    return _Hdu(index, offset, header, cards, data_offset, data_bytes)
+    return Hdu(index, offset, header, cards, data_offset, data_bytes)
 
 
-def _walk(fd: int, file_size: int, verify_structure: bool) -> list[_Hdu]:
-    """HDUs in file order: all of them, or only up to COADD and the metadata HDU."""
+def walk_hdus(fd: int, file_size: int, verify_structure: bool, enough=None) -> list[Hdu]:
+    """HDUs in file order: all of them, or (verify_structure False) only until
+    `enough(extnames so far)` says the HDUs the reader needs are there."""
     if file_size == 0:
         raise SpecFileError(EMPTY, "the file has 0 bytes")
     head = _pread(fd, min(CARD, file_size), 0)
@@ -327,7 +294,7 @@ def _walk(fd: int, file_size: int, verify_structure: bool) -> list[_Hdu]:
             raise SpecFileError(TRUNCATED, f"HDU {index} ({hdu.extname or 'no EXTNAME'}) needs "
                                            f"bytes up to {hdu.end}, the file has {file_size}")
         offset = hdu.end
-        if not verify_structure and "COADD" in names and names & set(META_HDUS):
+        if not verify_structure and enough is not None and enough(names):
             break
     return hdus
 
@@ -335,9 +302,9 @@ def _walk(fd: int, file_size: int, verify_structure: bool) -> list[_Hdu]:
 # ------------------------------------------------------------------------------ binary tables
 
 @functools.lru_cache(maxsize=512)
-def _table_columns(header: bytes, index: int) -> tuple[dict, int, int]:
+def table_columns(header: bytes, index: int) -> tuple[dict, int, int]:
     """(name -> _Column for every column, NAXIS1, NAXIS2) of a BINTABLE header."""
-    cards = _parse_cards(header, True)
+    cards = parse_cards(header, True)
     if str(cards.get("XTENSION", "")).strip() != "BINTABLE":
         raise SpecFileError(CORRUPT, f"HDU {index} is not a binary table")
     if cards.get("BITPIX") != 8 or cards.get("NAXIS") != 2 or cards.get("GCOUNT") != 1:
@@ -370,22 +337,21 @@ def _table_columns(header: bytes, index: int) -> tuple[dict, int, int]:
     return columns, row_bytes, n_rows
 
 
-def _need(columns: dict, name: str, index: int, extname: str, repeat: int | None = 1,
-          kinds: set | None = None) -> _Column:
+def need_column(columns: dict, name: str, index: int, extname: str, kinds: set,
+                repeat: int | None = 1) -> _Column:
     """The column `name`, checked against its TFORM kinds (`repeat=None`: any vector length)."""
     col = columns.get(name.upper())
     if col is None:
         raise SpecFileError(MISSING_COLUMN, f"{extname} (HDU {index}) has no column {name}")
-    kinds = _KINDS[name] if kinds is None else kinds
     if col.code not in kinds or (col.code != "A" and repeat is not None and col.repeat != repeat):
         raise SpecFileError(BAD_COLUMN, f"{extname} column {name} has TFORM "
                                         f"{col.repeat}{col.code}")
     return col
 
 
-def _scaled(values: np.ndarray, col: _Column) -> np.ndarray:
+def scaled(values: np.ndarray, col: _Column) -> np.ndarray:
     """Physical values as astropy returns them: TZERO offsets of 2**(n-1) give unsigned ints."""
-    if col.code not in _DTYPES or (col.scale == 1 and col.zero == 0):
+    if col.code not in DTYPES or (col.scale == 1 and col.zero == 0):
         return values
     unsigned = _UNSIGNED.get((col.code, col.zero)) if col.scale == 1 else None
     if unsigned is not None:  # v + 2**(n-1) modulo 2**n, as astropy computes it
@@ -406,15 +372,15 @@ def _decode_str(raw: bytes, what: str) -> str:
     return text.decode("ascii").rstrip(" ")
 
 
-def _cell(row: bytes, col: _Column, what: str):
+def table_cell(row: bytes, col: _Column, what: str):
     if col.code == "A":
         return _decode_str(row[col.offset:col.offset + col.repeat], what)
-    values = np.frombuffer(row, dtype=_DTYPES[col.code], count=col.repeat, offset=col.offset)
-    values = _scaled(values, col)
+    values = np.frombuffer(row, dtype=DTYPES[col.code], count=col.repeat, offset=col.offset)
+    values = scaled(values, col)
     return values[0].item() if col.repeat == 1 else [v.item() for v in values]
 
 
-def _read_data(fd: int, hdu: _Hdu, verify_checksums: bool) -> bytes:
+def read_hdu_data(fd: int, hdu: Hdu, verify_checksums: bool) -> bytes:
     """The HDU's table bytes (without padding); checks padding and CHECKSUM/DATASUM."""
     padded = _pread(fd, hdu.padded_bytes, hdu.data_offset)
     if len(padded) != hdu.padded_bytes:
@@ -434,7 +400,7 @@ def _ones_complement_sum(buf: bytes) -> int:
     return total
 
 
-def _verify_checksums(hdu: _Hdu, padded: bytes) -> None:
+def _verify_checksums(hdu: Hdu, padded: bytes) -> None:
     datasum = hdu.cards.get("DATASUM")
     if datasum is None and "CHECKSUM" not in hdu.cards:
         return
@@ -450,158 +416,3 @@ def _verify_checksums(hdu: _Hdu, padded: bytes) -> None:
             total = (total & 0xFFFFFFFF) + (total >> 32)
         if total not in (0, 0xFFFFFFFF):
             raise SpecFileError(CHECKSUM, f"HDU {hdu.index} ({hdu.extname}): CHECKSUM fails")
-
-
-# ------------------------------------------------------------------------------------ reader
-
-def read_spec(path, verify_structure: bool = True, verify_checksums: bool = True) -> SpecRecord:
-    """Read one spec file. Raises SpecFileError (with a reject reason) if it cannot be used."""
-    path = os.fspath(path)
-    with open_fits(path) as (fd, file_size):
-        return read_open(path, fd, _walk(fd, file_size, verify_structure), verify_checksums)
-
-
-def read_open(path: str, fd, hdus: list, verify_checksums: bool = True) -> SpecRecord:
-    """The SpecRecord of a file already opened (`open_fits`) and walked (`_walk`)."""
-    by_name = {h.extname: h for h in reversed(hdus)}  # the first HDU of a name wins
-    coadd = by_name.get("COADD")
-    meta_hdu = next((by_name[n] for n in META_HDUS if n in by_name), None)
-    if coadd is None:
-        raise SpecFileError(MISSING_HDU, f"no COADD HDU among {len(hdus)} HDUs")
-    if meta_hdu is None:
-        raise SpecFileError(MISSING_HDU, f"no SPECOBJ or SPALL HDU among {len(hdus)} HDUs")
-    arrays = _read_coadd(fd, coadd, verify_checksums)
-    meta = _read_meta(fd, meta_hdu, verify_checksums)
-    return SpecRecord(path, *arrays, meta=meta)
-
-
-def _read_coadd(fd: int, hdu: _Hdu, verify_checksums: bool):
-    columns, row_bytes, n_rows = _table_columns(hdu.header_bytes, hdu.index)
-    cols = [_need(columns, name, hdu.index, "COADD") for name in COADD_COLUMNS]
-    data = _read_data(fd, hdu, verify_checksums)
-    rows = np.frombuffer(data, dtype=np.dtype({
-        "names": list(COADD_COLUMNS), "formats": [_DTYPES[c.code] for c in cols],
-        "offsets": [c.offset for c in cols], "itemsize": row_bytes}), count=n_rows)
-    out = []
-    for name, col in zip(COADD_COLUMNS, cols):
-        values = _scaled(rows[name], col)
-        out.append(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("=")))
-    return out
-
-
-def _read_meta(fd: int, hdu: _Hdu, verify_checksums: bool) -> dict:
-    extname = hdu.extname
-    columns, row_bytes, n_rows = _table_columns(hdu.header_bytes, hdu.index)
-    if n_rows != 1:
-        raise SpecFileError(CORRUPT, f"{extname} has {n_rows} rows, a spec file has 1")
-    cols = {name: _need(columns, name, hdu.index, extname) for name in META_REQUIRED}
-    if "SN_MEDIAN" in columns:
-        cols["SN_MEDIAN"] = _need(columns, "SN_MEDIAN", hdu.index, extname, repeat=5)
-    for name in ("RUN2D", "BESTOBJID", "OBJID", "THING_ID"):
-        col = columns.get(name)
-        if col is not None and col.code in _KINDS[name] and (col.code == "A" or col.repeat == 1):
-            cols[name] = col  # legacy OBJID is 5J (run, rerun, camcol, field, id): not an id
-    row = _read_data(fd, hdu, verify_checksums)[:row_bytes]
-    values = {name: _cell(row, col, f"{extname} {name}") for name, col in cols.items()}
-    return _meta_dict(values, extname)
-
-
-def _meta_dict(values: dict, extname: str) -> dict:
-    """The record's meta from raw column values (shared by both readers, so they agree)."""
-    meta = {name: values[name] for name in META_REQUIRED}
-    sn = values.get("SN_MEDIAN")
-    if sn is not None:
-        meta.update({f"SN_MEDIAN_{band}": float(v) for band, v in zip(SN_BANDS, sn)})
-    if "RUN2D" in values:
-        meta["RUN2D"] = str(values["RUN2D"])
-    meta["ERA"] = META_HDUS[extname]
-    meta["SPEC_ID"] = f"spec-{meta['PLATE']:04d}-{meta['MJD']:05d}-{meta['FIBERID']:04d}"
-    meta["OBJECT_ID"] = _object_id(values, meta["SPEC_ID"])
-    return meta
-
-
-def _object_id(values: dict, spec_id: str) -> str:
-    """Photometric object id (BESTOBJID legacy, OBJID BOSS), else THING_ID, else the spectrum."""
-    for name in ("BESTOBJID", "OBJID"):
-        value = str(values.get(name, "")).strip()
-        if value.lstrip("-").isdigit() and int(value) > 0:
-            return f"obj:{int(value)}"
-    thing = values.get("THING_ID")
-    if isinstance(thing, int) and thing >= 0:
-        return f"thing:{thing}"
-    return f"pmf:{spec_id}"
-
-
-def check_values(rec: SpecRecord) -> None:
-    """Raise SpecFileError if the arrays are not a usable spectrum (NaN, ivar < 0, all masked)."""
-    if len(rec.loglam) < 2:
-        raise SpecFileError(INVALID_VALUES, f"COADD has {len(rec.loglam)} pixels")
-    if not np.all(np.isfinite(rec.loglam)) or not np.all(np.diff(rec.loglam) > 0):
-        raise SpecFileError(INVALID_VALUES, "loglam is not finite and strictly increasing")
-    if not np.all(np.isfinite(rec.ivar)) or np.any(rec.ivar < 0):
-        raise SpecFileError(INVALID_VALUES, "ivar has NaN, inf or negative values")
-    bad = ~np.isfinite(rec.flux)
-    if bad.any():
-        raise SpecFileError(NONFINITE_FLUX, f"{int(bad.sum())} flux values are NaN or inf")
-    if not np.any((rec.ivar > 0) & (rec.and_mask == 0)):
-        raise SpecFileError(ALL_MASKED, "every pixel has ivar = 0 or and_mask set")
-
-
-def iter_read(paths, validate: bool = True, verify_structure: bool = True,
-              verify_checksums: bool = True, read=None):
-    """Yield (record, None) or (None, Reject) for each path in order; never raises on a bad file.
-    `read(path, verify_structure, verify_checksums)` is the reader (default: `read_spec`)."""
-    read = read_spec if read is None else read
-    for path in paths:
-        try:
-            rec = read(path, verify_structure, verify_checksums)
-            if validate:
-                check_values(rec)
-        except SpecFileError as err:
-            yield None, Reject(os.fspath(path), err.reason, err.detail)
-        except Exception as err:  # a reader bug must not stop a run of thousands of files
-            yield None, Reject(os.fspath(path), CORRUPT, f"{type(err).__name__}: {err}")
-        else:
-            yield rec, None
-
-
-def read_many(paths, validate: bool = True, verify_structure: bool = True,
-              verify_checksums: bool = True) -> tuple[list[SpecRecord], list[Reject]]:
-    """Read every path; never raises on a bad file. Returns (records, rejects) in input order."""
-    records, rejects = [], []
-    for rec, reject in iter_read(paths, validate, verify_structure, verify_checksums):
-        if reject is None:
-            records.append(rec)
-        else:
-            rejects.append(reject)
-    return records, rejects
-
-
-# ---------------------------------------------------------------------------- astropy reference
-
-def read_spec_astropy(path) -> SpecRecord:
-    """The plain astropy reading of the same fields: the reference for tests and the benchmark."""
-    from astropy.io import fits
-
-    with fits.open(path, memmap=False) as hdul:
-        names = [h.name for h in hdul]
-        coadd = hdul["COADD"].data
-        extname = next(n for n in META_HDUS if n in names)
-        table = hdul[extname].data
-        arrays = [np.asarray(coadd[name]) for name in COADD_COLUMNS]
-        arrays = [a.astype(a.dtype.newbyteorder("=")) for a in arrays]
-        row = table[0]
-        available = {n.upper() for n in table.columns.names}
-        values = {}
-        for name in META_REQUIRED + META_OPTIONAL:
-            if name not in available:
-                continue
-            value = row[name]
-            if isinstance(value, np.ndarray):
-                if name != "SN_MEDIAN":
-                    continue  # legacy OBJID is 5J
-                value = [v.item() for v in value]
-            elif isinstance(value, np.generic):
-                value = value.item()
-            values[name] = value
-    return SpecRecord(os.fspath(path), *arrays, meta=_meta_dict(values, extname))

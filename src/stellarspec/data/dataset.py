@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .io import atomic_path
+from ..io import atomic_path
 
 
 @dataclass

@@ -13,8 +13,9 @@ DR1 calls them SN_U..SN_Z, returned under the SNR names), OBSID, DESIG, RA, DEC,
 
 `read_lamost` returns the SpecRecord of sdss_fits (loglam = log10 of the vacuum wavelength in Å,
 flux, ivar, and_mask = ANDMASK), so everything after reading (checks, selection, rebinning) is
-shared with SDSS. It uses the same strict FITS walker as sdss_fits and reads gzip and bz2 files
-in memory. `read_lamost_astropy` is the plain astropy reading, the reference of the tests.
+shared with SDSS. It uses the same strict FITS parser (stellarspec.data.fits_parser) and reads
+gzip and bz2 files in memory. `read_lamost_astropy` is the plain astropy reading, the reference
+of the tests.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ import re
 import numpy as np
 
 from . import preprocess
-from .sdss_fits import (BAD_COLUMN, COMPRESSED_SUFFIXES, CORRUPT, INVALID_VALUES, MISSING_HDU,
-                        SpecFileError, SpecRecord, _DTYPES, _FLOAT, _INT, _need, _parse_cards,
-                        _read_data, _scaled, _table_columns, _walk, open_fits)
+from .fits_parser import (BAD_COLUMN, COMPRESSED_SUFFIXES, CORRUPT, DTYPES, FLOAT_CODES,
+                          INT_CODES, MISSING_HDU, SpecFileError, need_column, open_fits,
+                          parse_cards, read_hdu_data, scaled, table_columns, walk_hdus)
+from .sdss_fits import SpecRecord
 
 AIR_WAVELENGTHS = "air wavelengths"
 WAVELENGTH_UNITS = "wavelength units"
@@ -53,12 +55,12 @@ def read_lamost(path, verify_structure: bool = True, verify_checksums: bool = Tr
     """Read one LAMOST LRS file. Raises SpecFileError (with a reject reason) if it is unusable."""
     path = os.fspath(path)
     with open_fits(path) as (fd, file_size):
-        return read_open(path, fd, _walk(fd, file_size, True), verify_checksums)
+        return read_open(path, fd, walk_hdus(fd, file_size, True), verify_checksums)
 
 
 def read_open(path: str, fd, hdus: list, verify_checksums: bool = True) -> SpecRecord:
-    """The SpecRecord of a LAMOST file already opened (`open_fits`) and walked (`_walk`)."""
-    cards = _parse_cards(hdus[0].header_bytes, True)
+    """The SpecRecord of a LAMOST file already opened (`open_fits`) and walked (`walk_hdus`)."""
+    cards = parse_cards(hdus[0].header_bytes, True)
     if cards.get("NAXIS") == 2:
         layout, arrays = "image", _read_image(fd, hdus[0], cards, verify_checksums)
     elif len(hdus) > 1 and hdus[1].extname in ("COADD", ""):
@@ -88,7 +90,7 @@ def _read_image(fd, hdu, cards, verify_checksums):
     if not {"flux", "ivar", "and_mask"} <= set(rows):
         raise SpecFileError(BAD_COLUMN, f"EXTEN0 = {cards.get('EXTEN0')!r} names no flux, "
                                         f"inverse variance and andmask rows")
-    data = _read_data(fd, hdu, verify_checksums)
+    data = read_hdu_data(fd, hdu, verify_checksums)
     image = np.frombuffer(data, dtype=">f4" if bitpix == -32 else ">f8").reshape(n_rows, length)
     scale, zero = cards.get("BSCALE", 1), cards.get("BZERO", 0)
     out = {}
@@ -109,18 +111,18 @@ def coefficient_wavelength(cards: dict, length: int) -> np.ndarray:
 
 
 def _read_table(fd, hdu, verify_checksums):
-    columns, row_bytes, n_rows = _table_columns(hdu.header_bytes, hdu.index)
+    columns, row_bytes, n_rows = table_columns(hdu.header_bytes, hdu.index)
     if n_rows != 1:
         raise SpecFileError(CORRUPT, f"COADD has {n_rows} rows, a LAMOST LRS file has 1")
-    cols = [_need(columns, name, hdu.index, "COADD", repeat=None, kinds=_FLOAT | _INT)
+    cols = [need_column(columns, name, hdu.index, "COADD", FLOAT_CODES | INT_CODES, repeat=None)
             for name in TABLE_COLUMNS]
     if len({c.repeat for c in cols}) != 1:
         raise SpecFileError(BAD_COLUMN, "COADD columns " + ", ".join(
             f"{c.name} {c.repeat}{c.code}" for c in cols) + " differ in length")
-    row = _read_data(fd, hdu, verify_checksums)[:row_bytes]
+    row = read_hdu_data(fd, hdu, verify_checksums)[:row_bytes]
     out = []
     for col in cols:
-        values = _scaled(np.frombuffer(row, _DTYPES[col.code], col.repeat, col.offset), col)
+        values = scaled(np.frombuffer(row, DTYPES[col.code], col.repeat, col.offset), col)
         out.append(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("=")))
     return out
 
