@@ -11,52 +11,16 @@ count of the plan (Snakemake's job-stats total), jobs per rule and the median wa
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _common import SHARED, copy_workflow, job_stats, met, time_snakemake
 from stellarspec.io import package_versions, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-SHARED = Path(os.environ.get("STELLARSPEC_SHARED", REPO.parent / "shared")).resolve()
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "config", "workflow", "src", "envs"]
-
-
-def copy_workflow(dest: Path) -> Path:
-    """The workflow's own files (no results, no .snakemake state) under dest."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def job_stats(log: str) -> dict[str, int]:
-    """Jobs per rule from Snakemake's 'Job stats:' table (the row 'total' included)."""
-    counts, in_table = {}, False
-    for line in log.splitlines():
-        if line.strip().startswith("Job stats:"):
-            in_table, counts = True, {}
-            continue
-        if in_table:
-            m = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
-            if m:
-                counts[m.group(1)] = int(m.group(2))
-            elif counts and not line.strip():
-                in_table = False
-    return counts
+TARGET_S = 20.0  # B6: the dry run of the paper-scale DAG under this
 
 
 def dry_run(configfile: str | None, cores: int) -> tuple[float, dict[str, int]]:
@@ -66,16 +30,13 @@ def dry_run(configfile: str | None, cores: int) -> tuple[float, dict[str, int]]:
         # The configs name the shared data as ../shared (templates, libraries): link it beside
         # the copy, as it lies beside the checkout.
         (Path(tmp) / "shared").symlink_to(SHARED, target_is_directory=True)
-        cmd = [SNAKEMAKE, "--cores", str(cores), "-n"]
+        args = ["--cores", str(cores), "-n"]
         if configfile:
-            cmd += ["--configfile", configfile]
-        start = time.perf_counter()
-        result = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                                env=os.environ | {"PYTHONUNBUFFERED": "1"})
-        seconds = time.perf_counter() - start
-        log = result.stdout + result.stderr
-        if result.returncode != 0:
-            raise SystemExit(f"snakemake -n failed ({' '.join(cmd)}):\n{log[-4000:]}")
+            args += ["--configfile", configfile]
+        run = time_snakemake(args, cwd=root)
+        seconds, log = run.seconds, run.log
+        if run.returncode != 0:
+            raise SystemExit(f"snakemake -n failed ({' '.join(run.cmd)}):\n{log[-4000:]}")
     counts = job_stats(log)
     if "total" not in counts:
         raise SystemExit(f"no job stats in the dry-run output:\n{log[-4000:]}")
@@ -87,9 +48,7 @@ def startup() -> float:
     snakemake command pays before it reads a Snakefile. They include the Slurm executor
     plugin's probe of the cluster (sacct, scontrol), which waits on timeouts where Slurm's
     client tools are installed but no controller answers."""
-    start = time.perf_counter()
-    subprocess.run([SNAKEMAKE, "--version"], capture_output=True, check=True)
-    return time.perf_counter() - start
+    return time_snakemake(["--version"], check=True).seconds
 
 
 def main(argv=None) -> None:
@@ -121,6 +80,36 @@ def main(argv=None) -> None:
         "platform": platform.platform(), "versions": package_versions()})
     print(f"{counts['total']} jobs planned in {median:.1f} s (median of {args.repeats}), of which "
           f"{startup_median:.1f} s is snakemake's start-up (`snakemake --version`)")
+
+
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
+
+def summary(key: str, r: dict) -> list[str]:
+    return [f"| B6 | `snakemake -n`, paper config | {r['median_seconds']:.1f} s for "
+            f"{r['jobs']} jobs | none | - | < 20 s | {met(r['median_seconds'] < TARGET_S)} |"]
+
+
+def render(key: str, r: dict, run) -> list[str]:
+    ok = r["median_seconds"] < TARGET_S
+    per_rule = ", ".join(f"{k} {v}" for k, v in r["jobs_per_rule"].items())
+    out = ["| jobs in the DAG | seconds (median) | all repeats (s) | of which start-up "
+           "(`snakemake --version`, median) | planning (the rest) | jobs/s | target |",
+           "|---|---|---|---|---|---|---|"]
+    startup = r.get("startup_median_seconds")
+    out.append(f"| {r['jobs']} | {r['median_seconds']:.1f} | "
+               f"{', '.join(f'{s:.1f}' for s in r['seconds'])} | "
+               + (f"{startup:.1f} | {r['planning_seconds']:.1f}" if startup is not None
+                  else "- | -")
+               + f" | {r['jobs_per_second']:.0f} | < {TARGET_S:.0f} s: **{met(ok)}** |")
+    out += ["", f"`{r['snakemake_command']}` in a fresh temporary copy of the workflow per "
+            f"repeat (no .snakemake state, no results). Jobs per rule: {per_rule}."]
+    if startup is not None:
+        out += ["", "Start-up is what every snakemake command pays before it reads the "
+                "Snakefile: Python, Snakemake's imports and its plugins. The Slurm executor "
+                "plugin probes the cluster on import (sacct, scontrol); where Slurm's client "
+                "tools are installed but no controller answers, as on this machine between "
+                "Slurm tests, those probes wait on timeouts."]
+    return out
 
 
 if __name__ == "__main__":

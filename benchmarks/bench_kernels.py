@@ -76,5 +76,23 @@ def main(argv=None) -> None:
         print(f"{key:40s} {value:8.3f}")
 
 
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
+# Part of B3/B4's section: the single operations behind the training-step changes.
+
+def render(key: str, k: dict, run) -> list[str]:
+    return ["", f"The operations the profile pointed at, each against what it replaced "
+            f"(command `{run.records[key]['command']}`, one thread, median of {k['repeats']}):",
+            "", "| operation | before | after |", "|---|---|---|",
+            f"| max-pool of 4 on (128, 8, 3840), with indices (autograd) | (B, C, L): "
+            f"{k['maxpool_with_indices_ms']:.2f} ms (without indices "
+            f"{k['maxpool_no_indices_ms']:.2f} ms) | channels-last (B, C, 1, L): "
+            f"{k['maxpool_channels_last_with_indices_ms']:.2f} ms |",
+            f"| dropout mask, per element | nn.Dropout {k['dropout_nn_dropout_ns_per_element']:.2f}"
+            f" ns (its bernoulli_ draw {k['dropout_bernoulli_ns_per_element']:.2f} ns) | "
+            f"models.Dropout {k['dropout_ours_ns_per_element']:.2f} ns |",
+            f"| Adam step, BERT-CNN's parameters | per-parameter loop {k['adam_loop_ms']:.2f} ms "
+            f"(foreach {k['adam_foreach_ms']:.2f} ms) | fused {k['adam_fused_ms']:.2f} ms |"]
+
+
 if __name__ == "__main__":
     main()

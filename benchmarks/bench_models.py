@@ -44,14 +44,15 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from _common import REPO, cpu_name, met
 from stellarspec.data.dataset import SpectraSet
 from stellarspec.io import package_versions, write_json
 from stellarspec.lightning_modules import adam, build_classifier
 from stellarspec.runtime import keep_freed_memory
 from stellarspec.data.sources import build_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE_KEYS = ("encoder", "patch_width", "d_model", "n_heads", "n_layers", "d_ff")
+TARGET = 0.3  # B3: training at least this fraction of the matmul reference's FLOP/s
 
 
 def simulated_set(cfg: dict, stellar_type: str, scale: float, seed: int) -> SpectraSet:
@@ -341,16 +342,6 @@ def throughput_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=REPO / "config.yaml")
@@ -403,6 +394,77 @@ def main(argv=None) -> None:
             r["infer_fraction_of_peak"] = r["infer_flop_per_s"] / (args.peak_tflops * 1e12)
     write_json(args.out, result)
     print(throughput_table(result))
+
+
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
+# B3/B4 (this script on the CPU), B3-encoders (each encoder size, inside B3/B4's section),
+# B8 (on CUDA with bf16, only where there is a GPU: its result may be None).
+
+def summary(key: str, r: dict | None) -> list[str]:
+    if key == "B8":
+        if r is None:
+            return ["| B8 | GPU | not measured (no GPU) | - | - | report | not measured |"]
+        ref = r["matmul_flop_per_s"]
+        return [f"| B8 | {m['model']} on {r['device_name']}, bf16 | train "
+                f"{m['train_spectra_per_s']:.0f}, inference {m['infer_spectra_per_s']:.0f} "
+                f"spectra/s | bf16 matmul {ref / 1e12:.1f} TFLOP/s | train "
+                f"{m['train_flop_per_s'] / ref:.3f}, inference {m['infer_flop_per_s'] / ref:.3f}"
+                " | report | reported |" for m in r["models"]]
+    ref = r["matmul_flop_per_s"]
+    rows = []
+    for m in r["models"]:
+        x = m["train_flop_per_s"] / ref
+        rows.append(f"| B3 | training {m['model']} | {m['train_spectra_per_s']:.0f} spectra/s, "
+                    f"{m['train_flop_per_s'] / 1e9:.1f} GFLOP/s | matmul {ref / 1e9:.1f} GFLOP/s "
+                    f"| {x:.2f} | >= 0.3 | {met(x >= TARGET)} |")
+    for m in r["models"]:
+        x = m["infer_flop_per_s"] / ref
+        rows.append(f"| B4 | inference {m['model']}, batch 256 | {m['infer_spectra_per_s']:.0f} "
+                    f"spectra/s, {m['infer_flop_per_s'] / 1e9:.1f} GFLOP/s | matmul "
+                    f"{ref / 1e9:.1f} GFLOP/s | {x:.2f} | report | reported |")
+    return rows
+
+
+def render(key: str, r: dict | None, run) -> list[str]:
+    if key == "B3-encoders":
+        return ["", "Each named encoder size (`encoder:`, stellarspec.models.ENCODER_SIZES) in "
+                f"BERT-CNN, command `{run.records[key]['command']}`:", "", throughput_table(r)]
+    if key == "B8":
+        if r is None:
+            return ["Not measured: this machine has no GPU (nvidia-smi lists none), so there is "
+                    "no GPU figure here. The code paths exist: Lightning's bf16-mixed precision "
+                    "on CUDA (stellarspec.lightning_modules.make_trainer) and bf16 autocast in "
+                    "`benchmarks/bench_models.py --device cuda --peak-tflops <bf16 dense peak>`; "
+                    "on a machine with a GPU this command runs that as B8 (`--peak-tflops` "
+                    "passes the peak)."]
+        return [throughput_table(r), "", "No paper-scale grid estimate is made here."]
+    ref = r["matmul_flop_per_s"]
+    out = [f"Device: {r['device_name']}, {r['threads']} thread(s). Reference: a "
+           f"{r['matmul_size']}^2 {r['matmul_dtype']} matmul in the same run, "
+           f"**{ref / 1e9:.1f} GFLOP/s**. FLOPs are counted by torch.utils.flop_counter "
+           "(matmul and convolution only, 2 per multiply-add). Training = forward + backward + "
+           "Adam step at the configured batch; inference = eval mode, no grad.", "",
+           "| model | parameters | MFLOP/spectrum (fwd / train step) | batch | train spectra/s | "
+           "train GFLOP/s | B3: train x matmul | target >= 0.3 | inference spectra/s, batch 256 "
+           "| inference GFLOP/s | B4: inference x matmul | inference spectra/s, train batch |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    shortfalls = []
+    for m in r["models"]:
+        train_x, infer_x = m["train_flop_per_s"] / ref, m["infer_flop_per_s"] / ref
+        if train_x < TARGET:
+            shortfalls.append((m["model"], train_x))
+        out.append(
+            f"| {m['model']} | {m['n_parameters']:,} | "
+            f"{m['flops_forward_per_spectrum'] / 1e6:.2f} / {m['flops_train_per_spectrum'] / 1e6:.2f}"
+            f" | {m['batch_size_train']} | {m['train_spectra_per_s']:.0f} | "
+            f"{m['train_flop_per_s'] / 1e9:.1f} | {train_x:.2f} | {met(train_x >= TARGET)} | "
+            f"{m['infer_spectra_per_s']:.0f} | {m['infer_flop_per_s'] / 1e9:.1f} | "
+            f"{infer_x:.2f} | {m['infer_spectra_per_s_train_batch']:.0f} |")
+    out.append("")
+    for model, x in shortfalls:
+        out.append(f"- B3 for {model}: {x:.2f} of the matmul rate, {TARGET / x:.1f}x short of "
+                   f"the 0.3 target.")
+    return out
 
 
 if __name__ == "__main__":

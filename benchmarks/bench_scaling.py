@@ -227,5 +227,34 @@ def main(argv=None) -> None:
           f"(FLOPs ~ tokens^{result['tokens']['fit_flops']['exponent']:.2f})")
 
 
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
+
+def summary(key: str, r: dict) -> list[str]:
+    k = ", ".join(f"{m} {s['fit']['exponent']:.2f}" for m, s in r["spectra"].items())
+    return [f"| B7 | scaling | exponents vs spectra: {k}; vs tokens: bert_cnn "
+            f"{r['tokens']['fit']['exponent']:.2f} | none | - | table + plot | done |"]
+
+
+def render(key: str, r: dict, run) -> list[str]:
+    out = [f"Each fit: stellarspec.fit.final_fit, simulated {r['type']} spectra "
+           f"(1x = scale {r['scale_1x']}, the quick default), train fraction "
+           f"{r['train_fraction']}, exactly {r['max_epochs']} epochs (patience = max_epochs), "
+           f"{r['threads']} thread, median of {r['repeats']} repeats. Seconds are fit.json's "
+           "(the whole final fit: trainer set-up, training, checkpoints, test prediction).", "",
+           table(r), "", "| series | power-law exponent k (seconds ~ x^k) | "
+           "line: fixed seconds + per-unit cost |", "|---|---|---|"]
+    for model, s in r["spectra"].items():
+        f = s["fit"]
+        out.append(f"| {model}, x = training spectra | {f['exponent']:.2f} | "
+                   f"{f['linear_intercept_s']:.2f} s + {f['linear_slope_s_per_unit'] * 1e3:.2f} "
+                   "ms per training spectrum |")
+    f, ff = r["tokens"]["fit"], r["tokens"]["fit_flops"]
+    out += [f"| bert_cnn, x = tokens | {f['exponent']:.2f} (counted FLOPs: "
+            f"{ff['exponent']:.2f}) | {f['linear_intercept_s']:.2f} s + "
+            f"{f['linear_slope_s_per_unit'] * 1e3:.1f} ms per token |", "",
+            f"![scaling]({(run.out_dir / 'scaling.png').as_posix()})", ""]
+    return out
+
+
 if __name__ == "__main__":
     main()

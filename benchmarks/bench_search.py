@@ -285,29 +285,25 @@ if __name__ == "__main__":
     main()
 
 
-# --- rendering (benchmarks/run_all.py) ------------------------------------------------------
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
 
-def summary_rows(b: dict) -> list[str]:
-    rows = []
-    if r := b.get("B9", {}).get("result"):
-        rows.append(f"| B9 | CV job, {r['n_candidates']} {r['model']} candidates x {r['epochs']} "
-                    f"epochs | {max(r['candidate_fits_per_s']['batched']):.2f} candidate-fits/s | "
-                    f"sequential {max(r['candidate_fits_per_s']['sequential']):.2f} | "
-                    f"{r['speedup_median']:.1f}x (same choice: {r['same_choice']}, Spearman "
-                    f"{r['spearman_accuracy']:.2f}) | >= 10x | "
-                    f"{'met' if r['speedup_median'] >= 10 else 'not met'} |")
-    if r := b.get("B10", {}).get("result"):
-        h, g = r["core_hours"], r["gpu_projection"]["node_days_8_gpus"]
-        rows.append(f"| B10 | paper.yaml deep CV | grid {h['batched_grid']:.0f}, halving "
-                    f"{h['batched_halving']:.0f} core-h | today {h['sequential_grid']:.0f} core-h "
-                    f"| {h['sequential_grid'] / h['batched_halving']:.0f}x (halving) | 8-GPU node "
-                    f"in a day | projected {g['batched_halving']:.2f} node-days (halving), "
-                    f"{g['batched_grid']:.2f} (grid) |")
-    return rows
+def summary(key: str, r: dict) -> list[str]:
+    if key == "B9":
+        return [f"| B9 | CV job, {r['n_candidates']} {r['model']} candidates x {r['epochs']} "
+                f"epochs | {max(r['candidate_fits_per_s']['batched']):.2f} candidate-fits/s | "
+                f"sequential {max(r['candidate_fits_per_s']['sequential']):.2f} | "
+                f"{r['speedup_median']:.1f}x (same choice: {r['same_choice']}, Spearman "
+                f"{r['spearman_accuracy']:.2f}) | >= 10x | "
+                f"{'met' if r['speedup_median'] >= 10 else 'not met'} |"]
+    h, g = r["core_hours"], r["gpu_projection"]["node_days_8_gpus"]
+    return [f"| B10 | paper.yaml deep CV | grid {h['batched_grid']:.0f}, halving "
+            f"{h['batched_halving']:.0f} core-h | today {h['sequential_grid']:.0f} core-h "
+            f"| {h['sequential_grid'] / h['batched_halving']:.0f}x (halving) | 8-GPU node "
+            f"in a day | projected {g['batched_halving']:.2f} node-days (halving), "
+            f"{g['batched_grid']:.2f} (grid) |"]
 
 
-def section(key: str, rec: dict) -> list[str]:
-    r = rec["result"]
+def render(key: str, r: dict, run) -> list[str]:
     if key == "B9":
         lines = [f"One `cv_deep` job: {r['n_candidates']} {r['model']} candidates (Table 2's 7 "
                  f"learning rates x 6 dropout rates, one shape), {r['epochs']} epochs each "

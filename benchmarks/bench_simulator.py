@@ -95,5 +95,15 @@ def main() -> None:
     write_json(args.out, result)
 
 
+# --- BENCHMARKS.md (run_all.py stitches the sections) -------------------------------------
+
+def summary(key: str, result: dict) -> list[str]:
+    return []  # B12 has no row in the summary table
+
+
+def render(key: str, result: dict, run) -> list[str]:
+    return [table(result)]
+
+
 if __name__ == "__main__":
     main()

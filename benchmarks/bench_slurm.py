@@ -27,11 +27,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, time_snakemake
+
 sys.path.insert(0, str(REPO / "tests"))
 from test_slurm import PROFILE, run_id, slurm_jobs_named, submissions  # noqa: E402
 from workflow_helpers import read_config, workflow_copy, write_config  # noqa: E402
@@ -52,17 +52,15 @@ def run_variant(name: str, models: list[str] | None, poll: int, until: str | Non
         write_config(root, config)
     extra_env, extra_args = VARIANTS[name]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "STELLARSPEC_SLURM_"))}
-    env |= extra_env | {"PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE),
-           "--slurm-init-seconds-before-status-checks", str(poll),
-           "--seconds-between-status-checks", str(poll), *extra_args,
-           *(["--until", until] if until else [])]
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    env |= extra_env
+    args = ["--profile", str(PROFILE), "--slurm-init-seconds-before-status-checks", str(poll),
+            "--seconds-between-status-checks", str(poll), *extra_args,
+            *(["--until", until] if until else [])]
+    run = time_snakemake(args, cwd=root, env=env, snakemake=[sys.executable, "-m", "snakemake"])
+    seconds = run.seconds
     load = os.getloadavg()[1]  # the machine may be shared: the 5-minute load says how busy
-    log = result.stdout + result.stderr
-    if result.returncode != 0:
+    log = run.log
+    if run.returncode != 0:
         raise SystemExit(f"{name}: snakemake failed (workflow left in {root}):\n{log[-5000:]}")
     subs = submissions(log)
     slurm_jobs = slurm_jobs_named(run_id(log))
