@@ -68,6 +68,7 @@ def build_data(data_dir: Path, stellar_type: str, scale: float, train_fraction: 
 
 def run(dataset: Path, split: Path, model: str, epochs: int, fold: int, threads: int,
         n_lrs: int, n_dropouts: int, cfg: dict) -> dict:
+    import stellarspec
     from stellarspec import fit
 
     fixed = {**cfg["models"][model]["fixed"], "max_epochs": epochs, "patience": epochs}
@@ -86,7 +87,7 @@ def run(dataset: Path, split: Path, model: str, epochs: int, fold: int, threads:
         seconds = time.perf_counter() - start
         table = pd.read_csv(out)
     return {"implementation": "batched" if batched else "sequential",
-            "stellarspec": str(Path(fit.__file__).parent), "model": model, "epochs": epochs,
+            "stellarspec": str(Path(stellarspec.__file__).parent), "model": model, "epochs": epochs,
             "fold": fold, "threads": threads, "n_candidates": len(table),
             "n_fit": int(table["n_fit"].iloc[0]), "n_val": int(table["n_val"].iloc[0]),
             "seconds": seconds, "params": table["params"].tolist(),

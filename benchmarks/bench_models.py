@@ -47,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from _common import REPO, cpu_name, met
 from stellarspec.data.dataset import SpectraSet
 from stellarspec.io import package_versions, write_json
-from stellarspec.lightning_modules import adam, build_classifier
+from stellarspec.training.networks import adam, build_classifier
 from stellarspec.runtime import keep_freed_memory
 from stellarspec.data.sources import build_dataset
 
@@ -433,7 +433,7 @@ def render(key: str, r: dict | None, run) -> list[str]:
         if r is None:
             return ["Not measured: this machine has no GPU (nvidia-smi lists none), so there is "
                     "no GPU figure here. The code paths exist: Lightning's bf16-mixed precision "
-                    "on CUDA (stellarspec.lightning_modules.make_trainer) and bf16 autocast in "
+                    "on CUDA (stellarspec.training.trainer.make_trainer) and bf16 autocast in "
                     "`benchmarks/bench_models.py --device cuda --peak-tflops <bf16 dense peak>`; "
                     "on a machine with a GPU this command runs that as B8 (`--peak-tflops` "
                     "passes the peak)."]

@@ -37,7 +37,7 @@ def profile_models(out: Path, steps: int, threads: int = 1) -> None:
     import yaml
     from torch.profiler import ProfilerActivity, profile
 
-    from stellarspec.lightning_modules import adam, build_classifier
+    from stellarspec.training.networks import adam, build_classifier
     from stellarspec.runtime import keep_freed_memory
 
     torch.set_num_threads(threads)

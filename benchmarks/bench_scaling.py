@@ -31,7 +31,7 @@ import yaml
 from stellarspec.fit import final_fit
 from stellarspec.metrics import evaluate_fit
 from stellarspec.io import atomic_path, package_versions, write_json
-from stellarspec.lightning_modules import bert_arch, build_classifier
+from stellarspec.training.networks import bert_arch, build_classifier
 from stellarspec.splits import make_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

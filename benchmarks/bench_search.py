@@ -85,7 +85,7 @@ def compute_floor(model: str, n_fit: int, n_val: int, epochs: int, n_candidates:
     import torch
 
     sys.path.insert(0, str(REPO / "src"))
-    from stellarspec.lightning_modules import build_classifier
+    from stellarspec.training.networks import build_classifier
 
     torch.set_num_threads(threads)
     cfg = load_config(None)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from stellarspec import fit
-from stellarspec.batched import StackedAdam, patience_ran_out
 from stellarspec.convergence import assess
 from stellarspec.models import Dropout
 from stellarspec.io import read_json
+from stellarspec.search import rung_epochs
 from stellarspec.splits import fold_rows
+from stellarspec.training.stacking import StackedAdam, patience_ran_out
 
 from test_fit import SMALL_BERT, TRAINING, data, fit_result, kill_when_marked  # noqa: F401
 
@@ -23,7 +24,7 @@ HOLDOUT = fit.training_settings({"stopping": "holdout", "min_epochs": 1})
 
 def group(data, model, candidates, seeds, tmp_path, name, training=HOLDOUT, max_epochs=3, fold=0):
     dataset, split = data
-    ds, split = fit._load(dataset, split)
+    ds, split = fit.job._load(dataset, split)
     return fit.train_group(ds, split, fold, model, candidates, seeds, tmp_path / name, 0,
                            training, max_epochs, resumable=False)
 
@@ -75,7 +76,7 @@ def test_zero_learning_rate_does_not_move(data, tmp_path):
     candidates = [{**TRAINING, "lr": lr} for lr in (0.0, 3e-3)]
     result = group(data, "cnn", candidates, [1, 2], tmp_path, "stack", max_epochs=2)
     torch.manual_seed(0)
-    from stellarspec.lightning_modules import build_classifier
+    from stellarspec.training.networks import build_classifier
 
     initial = build_classifier("cnn", candidates[0], 256, 4).state_dict()
     still = weights(result, 0)
@@ -185,7 +186,7 @@ def test_stopping_never_before_min_epochs_and_refit_uses_every_training_row(data
 
 def test_faked_cuda_keeps_the_configured_batch_size_and_lr(data, tmp_path, monkeypatch):
     dataset, split = data
-    monkeypatch.setattr(fit, "device_type", lambda: "cuda")  # the settings see a GPU
+    monkeypatch.setattr(fit.deep, "device_type", lambda: "cuda")  # the settings see a GPU
     params = {**TRAINING, "batch_size": 8, "max_epochs": 1}
     fit.final_fit(dataset, split, "cnn", params, tmp_path / "plain", threads=1, seed=0,
                   training=HOLDOUT)
@@ -317,7 +318,7 @@ def test_halving_keeps_the_top_third_and_the_csv_records_every_rung(data, tmp_pa
     fixed.pop("lr"), fixed.pop("dropout")
     grid = {"lr": [1e-4, 1e-3, 3e-3], "dropout": [0.0, 0.5]}
     search = {"strategy": "halving", "eta": 3, "first_rung_epochs": 1}
-    assert fit.rung_epochs(3, 6, search) == [1, 3]
+    assert rung_epochs(3, 6, search) == [1, 3]
     kw = dict(threads=1, seed=0, training={"stopping": "cv_epochs"}, search=search)
     rung0 = [tmp_path / f"fold{f}.rung0.csv" for f in range(2)]
     for f in range(2):
@@ -353,7 +354,7 @@ def test_halving_keeps_the_top_third_and_the_csv_records_every_rung(data, tmp_pa
 KILLED_CV = """
 import sys, time
 from pathlib import Path
-import stellarspec.lightning_modules as lm
+import stellarspec.training.lightning_modules as lm
 from stellarspec.fit import cv_fold
 
 dataset, split, out, work, marker = sys.argv[1:6]

@@ -21,9 +21,8 @@ from sklearn.svm import SVC
 
 from stellarspec import fit
 from stellarspec.data.dataset import SpectraSet, load_dataset, save_dataset
-from stellarspec.io import read_json, write_json
-from stellarspec.lightning_modules import (SpectraDataModule, check_pretraining_rows,
-                                          cuda_batch_size, cuda_learning_rate)
+from stellarspec.io import read_json, write_csv, write_json
+from stellarspec.training.pretraining_data import PretrainDataModule, check_pretraining_rows
 from stellarspec.metrics import evaluate_fit
 from stellarspec.data.preprocess import model_input, pixel_standardization
 from stellarspec.splits import fold_rows, make_split
@@ -106,9 +105,9 @@ def test_cv_fold_svm(data, tmp_path):
 def test_select_params_best_mean_and_first_of_ties(tmp_path):
     params = [json.dumps({"C": c}, sort_keys=True) for c in (0.1, 1, 10)]
     for fold, accuracy in enumerate([[0.5, 0.7, 0.7], [0.6, 0.6, 0.6]]):
-        fit.write_csv(tmp_path / f"fold{fold}.csv",
-                      pd.DataFrame({"params": params, "accuracy": accuracy,
-                                    "f1_macro": [0.9, 0.1, 0.2]}))
+        write_csv(tmp_path / f"fold{fold}.csv",
+                  pd.DataFrame({"params": params, "accuracy": accuracy,
+                                "f1_macro": [0.9, 0.1, 0.2]}))
     csvs = [tmp_path / "fold0.csv", tmp_path / "fold1.csv"]
     assert fit.select_params(csvs, "accuracy") == {"C": 1}  # 0.65 = 0.65 > 0.55: first of ties
     assert fit.select_params(csvs, "f1_macro") == {"C": 0.1}
@@ -163,8 +162,8 @@ def test_deep_models_see_their_input_setting(data, tmp_path):
     train on); bert_cnn_pretrained's comes from pretraining, on the pretraining rows."""
     dataset, split = data
     ds = load_dataset(dataset)
-    dm = SpectraDataModule(dataset, read_json(split), "test", batch_size=16, seed=0)
-    trained_on = pixel_standardization(ds.flux[dm.train_rows])
+    train_rows = fit.training_rows(ds, read_json(split), "test", HOLDOUT, seed=0)[0]
+    trained_on = pixel_standardization(ds.flux[train_rows])
     for model, arch in (("cnn", {}), ("bert_cnn", SMALL_BERT)):
         for input in ("minmax", "standardized"):
             out = tmp_path / f"{model}_{input}"
@@ -180,8 +179,7 @@ def test_deep_models_see_their_input_setting(data, tmp_path):
                 assert np.allclose(standardizer.mean.numpy(), trained_on[0], atol=1e-6)
                 assert np.allclose(standardizer.scale.numpy(), trained_on[1], atol=1e-6)
     fit_rows = fold_rows(read_json(split), 0)[0]
-    pretrain_dm = SpectraDataModule(dataset, read_json(split), "pretrain", 8, seed=0,
-                                    pretrain_fold=0)
+    pretrain_dm = PretrainDataModule(dataset, read_json(split), 8, seed=0, fold=0)
     pretrained_on = pixel_standardization(ds.flux[fit_rows[pretrain_dm.train_rows]])
     for input in ("minmax", "standardized"):
         path = tmp_path / f"encoder_{input}.pt"
@@ -196,15 +194,15 @@ def test_deep_models_see_their_input_setting(data, tmp_path):
 
 def test_inner_validation_is_carved_from_the_fit_rows(data):
     dataset, split = data
-    split = read_json(split)
-    dm = SpectraDataModule(dataset, split, 0, batch_size=16, seed=0)
+    ds, split = load_dataset(dataset), read_json(split)
+    train, val, predict = fit.training_rows(ds, split, 0, HOLDOUT, seed=0)
     fit_rows, val_rows = fold_rows(split, 0)
-    assert set(dm.train_rows) | set(dm.val_rows) == set(fit_rows)
-    assert not set(dm.train_rows) & set(dm.val_rows)
-    assert set(dm.predict_rows) == set(val_rows)
-    assert set(dm.ds.label[dm.val_rows]) == set(CLASSES)  # stratified
-    again = SpectraDataModule(dataset, split, 0, batch_size=16, seed=0)
-    assert np.array_equal(dm.val_rows, again.val_rows)  # seeded
+    assert set(train) | set(val) == set(fit_rows)
+    assert not set(train) & set(val)
+    assert set(predict) == set(val_rows)
+    assert set(ds.label[val]) == set(CLASSES)  # stratified
+    again = fit.training_rows(ds, split, 0, HOLDOUT, seed=0)[1]
+    assert np.array_equal(val, again)  # seeded
 
 
 def test_cv_fold_deep_and_final_fit_outputs(data, tmp_path):
@@ -249,7 +247,7 @@ def test_same_seed_same_metrics(data, tmp_path):
 KILLED_RUN = """
 import sys, time
 from pathlib import Path
-import stellarspec.lightning_modules as lm
+import stellarspec.training.lightning_modules as lm
 from stellarspec.fit import final_fit
 
 dataset, split, out, marker = sys.argv[1:5]
@@ -471,10 +469,10 @@ def test_model_and_pretrained_must_agree(data, tmp_path):
 
 def test_cuda_batch_rule():
     # 4x the configured batch, but at least 8 steps per epoch, never below the configured one.
-    assert cuda_batch_size(32, n_train=10_000) == 128
-    assert cuda_batch_size(32, n_train=400) == 50
-    assert cuda_batch_size(128, n_train=300) == 128
-    assert cuda_learning_rate(1e-3, 32, 128) == pytest.approx(2e-3)
+    assert fit.cuda_batch_size(32, n_train=10_000) == 128
+    assert fit.cuda_batch_size(32, n_train=400) == 50
+    assert fit.cuda_batch_size(128, n_train=300) == 128
+    assert fit.cuda_learning_rate(1e-3, 32, 128) == pytest.approx(2e-3)
 
 
 def test_steps_batch_size_is_the_largest_batch_with_enough_steps():

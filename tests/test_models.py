@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stellarspec.lightning_modules import adam, build_classifier
+from stellarspec.training.networks import adam, build_classifier
 from stellarspec.data.preprocess import model_input, normalise, pixel_standardization
 from stellarspec.models import (BertCNN, BertEncoder, CNNHead, ConvBlocks, Dropout, EncoderLayer,
                                 MaskedPatchModel, PatchEmbedding, PixelStandardizer, SpectrumCNN)

@@ -236,7 +236,7 @@ def load_model(path, templates=None) -> Model:
         check = template_check(bundle["classes"], templates)
         check.train_rchi2 = (bundle.get("domain") or {}).get("train_rchi2")
         bundle["domain"] = check.to_bundle()
-    from .lightning_modules import build_classifier
+    from .training.networks import build_classifier
 
     network = build_classifier(**bundle["architecture"])
     network.load_state_dict(bundle["state_dict"])

@@ -83,7 +83,7 @@ class Dropout(nn.Dropout):
     and 1 / (1 - p) scaling, with p rounded to a multiple of 1/65536 (0.1 -> 0.09999); on
     other devices the same from the device's generator. The rate is a buffer (`rate`, not
     saved in state dicts) and is what the mask uses: candidates stacked by torch.func
-    (batched.py) each bring their own, under vmap or one after another.
+    (training/stacking.py) each bring their own, under vmap or one after another.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
@@ -91,8 +91,8 @@ class Dropout(nn.Dropout):
         self.register_buffer("rate", torch.tensor(float(p)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The rate buffer, not `p`: stacked candidates bring their own (batched.py), under vmap
-        # or run one after another.
+        # The rate buffer, not `p`: stacked candidates bring their own (training/stacking.py),
+        # under vmap or run one after another.
         return stacked_dropout(x, self.rate) if self.training else x
 
 
@@ -132,7 +132,8 @@ class ConvBlocks(nn.Module):
         # nn.Conv1d/MaxPool1d a CNN training step took over twice as long, a third of it in
         # max-pool's index bookkeeping (benchmarks/README.md, B3).
         x = x.unsqueeze(2)  # (B, C_in, 1, L)
-        if not stacked(x):  # vmap (stacked candidates, batched.py) cannot query memory formats
+        # vmap (stacked candidates, training/stacking.py) cannot query memory formats
+        if not stacked(x):
             x = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
             x = F.relu(F.max_pool2d(conv(x), (1, self.pool)))  # (B, C, 1, L // pool)

@@ -135,8 +135,8 @@ def src(*modules):
 SRC_DATA = src("data", "labels", "selection", "simulate", "progress", "template_fit")
 SRC_SVM = src("data/dataset", "splits", "metrics", "svm", "runtime", "fit", "data/preprocess",
               "reference", "search")
-SRC_DEEP = src("data/dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit", "data/preprocess", "reference", "search", "batched")
+SRC_DEEP = src("data/dataset", "splits", "metrics", "models", "training", "gpu_slots", "runtime",
+               "fit", "data/preprocess", "reference", "search")
 SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from .seeds import epoch_seed
+
 STACKING = ("auto", "vmap", "loop")  # training.stacking (module docstring)
 
 # Settings that may differ between the candidates of one stacked group; every other setting
@@ -172,8 +174,6 @@ def patience_ran_out(wait: torch.Tensor, patience: torch.Tensor, epoch: int,
 def candidate_orders(seeds: list[int], epoch: int, n: int) -> torch.Tensor:
     """(M, n) int64: each candidate's shuffle of n rows for `epoch`, a function of its own seed
     and the epoch only (so it does not depend on which candidates share its group)."""
-    from .lightning_modules import epoch_seed
-
     return torch.from_numpy(np.stack([
         np.random.default_rng(epoch_seed(s, epoch)).permutation(n) for s in seeds]))
 
