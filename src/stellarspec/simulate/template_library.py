@@ -163,6 +163,7 @@ def read_kesseli_templates(directory, subclasses, base_wave: np.ndarray,
     return variants
 
 
+@dataclass
 class KesseliLibrary:
     """Kesseli templates on the generator's fine rest-frame grid, for interpolation."""
 
