@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-REFERENCE_MODELS = ("majority", "snr_only", "template_fit")
+from .families import REFERENCE as REFERENCE_MODELS
+
 TEMPLATE_CHOICES = ("type", "all")
 
 

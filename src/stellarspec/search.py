@@ -8,14 +8,13 @@ from __future__ import annotations
 import itertools
 import math
 
+from .settings import merge_settings
+
 SEARCH_DEFAULTS = {"strategy": "grid", "eta": 3, "first_rung_epochs": 5, "cv_jobs": "per_fold"}
 
 
 def search_settings(search: dict | None) -> dict:
-    unknown = set(search or {}) - set(SEARCH_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown search settings: {sorted(unknown)}")
-    return {**SEARCH_DEFAULTS, **(search or {})}
+    return merge_settings("search", search, SEARCH_DEFAULTS)
 
 
 def rung_epochs(max_epochs: int, n_candidates: int, search: dict) -> list[int]:

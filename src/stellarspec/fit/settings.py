@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import math
 
-from ..reference import REFERENCE_MODELS
+from ..families import ALL as MODELS, DEEP as DEEP_MODELS
 
-DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
-MODELS = ("svm",) + DEEP_MODELS + REFERENCE_MODELS
 # training: settings of how deep models train (config `training:`, schema for the docs).
 # The schema (workflow/schemas/config.schema.yaml) holds the same defaults; a test keeps them equal.
 TRAINING_DEFAULTS = {"stopping": "cv_epochs", "holdout_fraction": 0.1, "min_epochs": 10,
