@@ -7,8 +7,8 @@ rule aggregate:
         src("aggregate", "metrics", "paper", "stats", "data/dataset"),
         fits=aggregate_inputs("fit.json"),
         predictions=aggregate_inputs("predictions.csv"),
-        datasets=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
-        summaries=expand("results/{source}/{type}/summary.json", source=SOURCE, type=TYPES),
+        datasets=expand(rules.build_dataset.output.data, source=SOURCE, type=TYPES),
+        summaries=expand(rules.build_dataset.output.summary, source=SOURCE, type=TYPES),
     output:
         fits="results/tables/fits.csv",
         per_class="results/tables/per_class.csv",

@@ -1,7 +1,6 @@
 # Stage 1: one clean dataset per stellar type, from the configured source.
 
 
-
 # Read, select, resample and normalise the spectra of one stellar type.
 rule build_dataset:
     input:
@@ -28,8 +27,8 @@ rule build_dataset:
 rule simulated_spectra_figure:
     input:
         src("simulate", "template_fit"),
-        data=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
-        summary=expand("results/{source}/{type}/summary.json", source=SOURCE, type=TYPES),
+        data=expand(rules.build_dataset.output.data, source=SOURCE, type=TYPES),
+        summary=expand(rules.build_dataset.output.summary, source=SOURCE, type=TYPES),
     output:
         report("results/figures/simulated_spectra.png", caption="../report/simulated_spectra.rst", category="Data"),
     log:

@@ -8,16 +8,16 @@ if PER_FOLD:
     rule fit_svm:
         input:
             SRC_SVM,
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
             folds=cv_inputs,
         output:
-            predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-            info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+            predictions=run_path("fit/{model}/predictions.csv"),
+            info=run_path("fit/{model}/fit.json"),
         log:
-            "results/{source}/logs/fit_svm/{type}_frac{frac}_seed{seed}_{model}.log",
+            run_log("fit_svm", "{model}"),
         wildcard_constraints:
-            model="|".join(SVM_MODELS) if SVM_MODELS else "none",
+            model=one_of(SVM_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
             metric=config["experiment"]["cv_metric"],
@@ -33,21 +33,20 @@ if PER_FOLD:
 
 else:
 
-    # search.cv_jobs = per_model: one job per (run, SVM model) scores every CV fold, chooses C
-    # and makes the final fit (the same CSVs, choice and fit as cv_svm + fit_svm).
+    # search.cv_jobs = per_model: one job per (run, SVM model) for every CV fold, the choice and the fit.
     rule tune_fit_svm:
         input:
             SRC_SVM,
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
         output:
-            folds=[f"{RUN}/cv/{{model}}/fold{k}.csv" for k in range(K)],
-            predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-            info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+            folds=FOLD_CSVS,
+            predictions=run_path("fit/{model}/predictions.csv"),
+            info=run_path("fit/{model}/fit.json"),
         log:
-            "results/{source}/logs/tune_fit_svm/{type}_frac{frac}_seed{seed}_{model}.log",
+            run_log("tune_fit_svm", "{model}"),
         wildcard_constraints:
-            model="|".join(SVM_MODELS) if SVM_MODELS else "none",
+            model=one_of(SVM_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
             metric=config["experiment"]["cv_metric"],
@@ -62,22 +61,21 @@ else:
             "../scripts/tune_fit.py"
 
 
-# A reference model (majority, snr_only, template_fit) with a grid to search: one job scores
-# every CV fold, chooses and makes the final fit (the same CSVs and choice as a job per fold).
+# A reference model with a grid to search: one job for every CV fold, the choice and the fit.
 rule tune_fit_reference:
     input:
         SRC_REFERENCE,
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        data=rules.build_dataset.output.data,
+        split=rules.make_split.output.split,
         templates=template_file,
     output:
-        folds=[f"{RUN}/cv/{{model}}/fold{k}.csv" for k in range(K)],
-        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+        folds=FOLD_CSVS,
+        predictions=run_path("fit/{model}/predictions.csv"),
+        info=run_path("fit/{model}/fit.json"),
     log:
-        "results/{source}/logs/tune_fit_reference/{type}_frac{frac}_seed{seed}_{model}.log",
+        run_log("tune_fit_reference", "{model}"),
     wildcard_constraints:
-        model="|".join(REFERENCE_TUNED_MODELS) if REFERENCE_TUNED_MODELS else "none",
+        model=one_of(REFERENCE_TUNED_MODELS),
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         metric=config["experiment"]["cv_metric"],
@@ -96,16 +94,16 @@ rule tune_fit_reference:
 rule fit_reference:
     input:
         SRC_REFERENCE,
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        data=rules.build_dataset.output.data,
+        split=rules.make_split.output.split,
         templates=template_file,
     output:
-        predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-        info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+        predictions=run_path("fit/{model}/predictions.csv"),
+        info=run_path("fit/{model}/fit.json"),
     log:
-        "results/{source}/logs/fit_reference/{type}_frac{frac}_seed{seed}_{model}.log",
+        run_log("fit_reference", "{model}"),
     wildcard_constraints:
-        model="|".join(REFERENCE_FIXED_MODELS) if REFERENCE_FIXED_MODELS else "none",
+        model=one_of(REFERENCE_FIXED_MODELS),
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
         metric=config["experiment"]["cv_metric"],
@@ -126,17 +124,17 @@ if PER_FOLD:
     rule fit_deep:
         input:
             SRC_DEEP,
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
             folds=cv_inputs,
             pretrained=pretrained_encoder,
         output:
-            predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-            info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+            predictions=run_path("fit/{model}/predictions.csv"),
+            info=run_path("fit/{model}/fit.json"),
         log:
-            "results/{source}/logs/fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
+            run_log("fit_deep", "{model}"),
         wildcard_constraints:
-            model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+            model=one_of(DEEP_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
             metric=config["experiment"]["cv_metric"],
@@ -154,24 +152,22 @@ if PER_FOLD:
 
 else:
 
-    # search.cv_jobs = per_model: one job per (run, deep model) trains every CV fold in turn,
-    # chooses the candidate and makes the final fit (the same CSVs, choice and fit as cv_deep
-    # + fit_deep; the deep-learning imports, about 8 s on a 2-core laptop, are paid once).
+    # search.cv_jobs = per_model: one job per (run, deep model) for every CV fold, the choice and the fit.
     rule tune_fit_deep:
         input:
             SRC_DEEP,
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
             pretrained=cv_pretrained_encoders,
             final_encoder=pretrained_encoder,
         output:
-            folds=[f"{RUN}/cv/{{model}}/fold{k}.csv" for k in range(K)],
-            predictions="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/predictions.csv",
-            info="results/{source}/{type}/frac{frac}_seed{seed}/fit/{model}/fit.json",
+            folds=FOLD_CSVS,
+            predictions=run_path("fit/{model}/predictions.csv"),
+            info=run_path("fit/{model}/fit.json"),
         log:
-            "results/{source}/logs/tune_fit_deep/{type}_frac{frac}_seed{seed}_{model}.log",
+            run_log("tune_fit_deep", "{model}"),
         wildcard_constraints:
-            model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+            model=one_of(DEEP_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
             metric=config["experiment"]["cv_metric"],

@@ -5,9 +5,9 @@
 rule figures:
     input:
         src("figures", "paper", "aggregate"),
-        fits="results/tables/fits.csv",
-        per_class="results/tables/per_class.csv",
-        table5="results/tables/table5.csv",
+        fits=rules.aggregate.output.fits,
+        per_class=rules.aggregate.output.per_class,
+        table5=rules.aggregate.output.table5_csv,
         predictions=aggregate_inputs("predictions.csv"),
     output:
         learning=report("results/figures/learning_curves.png", caption="../report/learning_curves.rst", category="Figures"),
@@ -36,7 +36,7 @@ rule figures:
 rule saliency:
     input:
         SRC_DEEP + src("figures"),
-        data=expand("results/{source}/{type}/dataset.npz", source=SOURCE, type=TYPES),
+        data=expand(rules.build_dataset.output.data, source=SOURCE, type=TYPES),
         split=saliency_inputs("split.json"),
         fit=saliency_inputs("fit/bert_cnn/fit.json"),
     output:

@@ -5,11 +5,11 @@
 rule make_split:
     input:
         SRC_DATA[:2] + src("splits"),
-        data="results/{source}/{type}/dataset.npz",
+        data=rules.build_dataset.output.data,
     output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        split=run_path("split.json"),
     log:
-        "results/{source}/logs/make_split/{type}_frac{frac}_seed{seed}.log",
+        run_log("make_split"),
     params:
         k=K,
     threads: 1

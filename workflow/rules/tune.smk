@@ -9,14 +9,14 @@ if PER_FOLD:
     rule cv_svm:
         input:
             SRC_SVM,
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
         output:
-            "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
+            run_path("cv/{model}/fold{fold}.csv"),
         log:
-            "results/{source}/logs/cv_svm/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+            run_log("cv_svm", "{model}", "fold{fold}"),
         wildcard_constraints:
-            model="|".join(SVM_MODELS) if SVM_MODELS else "none",
+            model=one_of(SVM_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
         threads: config["resources"]["threads_svm"]
@@ -29,20 +29,19 @@ if PER_FOLD:
             "../scripts/cv_fold.py"
 
 
-# Masked-patch pretraining of a model's BERT encoder (no labels) on CV fold k's fit rows
-# (part fold<k>, for that fold's CV job) or on the whole training part (part train, final fit).
+# Masked-patch pretraining of a BERT encoder on CV fold k's fit rows (fold<k>) or the training part (train).
 rule pretrain:
     input:
         SRC_DEEP,
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        data=rules.build_dataset.output.data,
+        split=rules.make_split.output.split,
     output:
-        encoder="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/{model}/{part}/encoder.pt",
-        history="results/{source}/{type}/frac{frac}_seed{seed}/pretrain/{model}/{part}/encoder.json",
+        encoder=run_path("pretrain/{model}/{part}/encoder.pt"),
+        history=run_path("pretrain/{model}/{part}/encoder.json"),
     log:
-        "results/{source}/logs/pretrain/{type}_frac{frac}_seed{seed}_{model}_{part}.log",
+        run_log("pretrain", "{model}", "{part}"),
     wildcard_constraints:
-        model="|".join(PRETRAINED_MODELS) if PRETRAINED_MODELS else "none",
+        model=one_of(PRETRAINED_MODELS),
         part="train|fold[0-9]+",
     params:
         fixed=lambda wildcards: model_settings(wildcards.model)["fixed"],
@@ -68,15 +67,15 @@ if PER_FOLD:
         input:
             SRC_DEEP,
             unpack(halving_inputs),
-            data="results/{source}/{type}/dataset.npz",
-            split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+            data=rules.build_dataset.output.data,
+            split=rules.make_split.output.split,
             pretrained=cv_pretrained_encoders,
         output:
-            "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.csv",
+            run_path("cv/{model}/fold{fold}.csv"),
         log:
-            "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}.log",
+            run_log("cv_deep", "{model}", "fold{fold}"),
         wildcard_constraints:
-            model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+            model=one_of(DEEP_MODELS),
         params:
             settings=lambda wildcards: model_settings(wildcards.model),
             training=config["training"],
@@ -100,15 +99,15 @@ rule cv_deep_rung:
     input:
         SRC_DEEP,
         unpack(halving_inputs),
-        data="results/{source}/{type}/dataset.npz",
-        split="results/{source}/{type}/frac{frac}_seed{seed}/split.json",
+        data=rules.build_dataset.output.data,
+        split=rules.make_split.output.split,
         pretrained=cv_pretrained_encoders,
     output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/fold{fold}.rung{rung}.csv",
+        run_path("cv/{model}/fold{fold}.rung{rung}.csv"),
     log:
-        "results/{source}/logs/cv_deep/{type}_frac{frac}_seed{seed}_{model}_fold{fold}_rung{rung}.log",
+        run_log("cv_deep", "{model}", "fold{fold}", "rung{rung}"),
     wildcard_constraints:
-        model="|".join(DEEP_MODELS) if DEEP_MODELS else "none",
+        model=one_of(DEEP_MODELS),
         rung="[0-9]+",
     params:
         settings=lambda wildcards: model_settings(wildcards.model),
@@ -131,12 +130,11 @@ rule cv_deep_rung:
 rule promote_rung:
     input:
         src("fit", "search"),
-        folds=lambda wildcards: expand(
-            f"{RUN}/cv/{{model}}/fold{{fold}}.rung{{rung}}.csv", **wildcards, fold=range(K)),
+        folds=lambda wildcards: expand(rules.cv_deep_rung.output[0], **wildcards, fold=range(K)),
     output:
-        "results/{source}/{type}/frac{frac}_seed{seed}/cv/{model}/promoted.rung{rung}.json",
+        run_path("cv/{model}/promoted.rung{rung}.json"),
     log:
-        "results/{source}/logs/promote_rung/{type}_frac{frac}_seed{seed}_{model}_rung{rung}.log",
+        run_log("promote_rung", "{model}", "rung{rung}"),
     wildcard_constraints:
         rung="[0-9]+",
     params:
