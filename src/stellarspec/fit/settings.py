@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..families import ALL as MODELS, DEEP as DEEP_MODELS
+from ..settings import merge_settings
 
 # training: settings of how deep models train (config `training:`, schema for the docs).
 # The schema (workflow/schemas/config.schema.yaml) holds the same defaults; a test keeps them equal.
@@ -34,10 +35,7 @@ def _svm_params(params: dict) -> dict:
 
 
 def training_settings(training: dict | None) -> dict:
-    unknown = set(training or {}) - set(TRAINING_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown training settings: {sorted(unknown)}")
-    return {**TRAINING_DEFAULTS, **(training or {})}
+    return merge_settings("training", training, TRAINING_DEFAULTS)
 
 
 def used_settings(params: dict, n_fit: int, training: dict, device: str) -> dict:

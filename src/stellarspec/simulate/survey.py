@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..selection import NOT_IN_TYPE, SNR_OUTSIDE, select, snr_outside_detail
+from ..settings import merge_settings
 from ..template_fit import fit_templates, read_templates
 from .features import LOGG_DWARF
 from .noise import observe
@@ -74,11 +75,7 @@ def apply_gravity(wave: np.ndarray, rows: np.ndarray, stars: dict) -> np.ndarray
 
 
 def survey_settings(settings: dict | None) -> dict:
-    unknown = set(settings or {}) - set(SURVEY_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown simulated settings {sorted(unknown)}; "
-                         f"known: {sorted(SURVEY_DEFAULTS)}")
-    return {**SURVEY_DEFAULTS, **(settings or {})}
+    return merge_settings("simulated", settings, SURVEY_DEFAULTS)
 
 
 def snr_cdf(snr, snr_range, slope: float):
