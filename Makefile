@@ -20,8 +20,9 @@ run: install
 report: run
 	$(BIN)/snakemake --cores 1 --report results/report.zip
 
+# PYTEST_ARGS='-m "not slow"' leaves out the tests that start Snakemake (CI runs them all)
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py --out results/bench

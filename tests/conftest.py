@@ -1,6 +1,7 @@
 """Shared fixtures. Real data is read in place from ../shared/data (override: STELLARSPEC_SHARED)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,3 +33,92 @@ def _one_thread():
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+# --- the workflow, shared across the session -------------------------------------------------
+# Starting Snakemake is what makes this suite slow: a tiny run takes minutes, a dry run
+# seconds. So each is done once per session and shared; tests read what they are given and
+# change nothing in it (to change a run: workflow_helpers.copy_run or .edited). The runs of
+# minutes start in the background before the first test (`background`), and the tests that
+# wait for them run last, so that all the others run meanwhile.
+
+def start_tiny_run(tmp_path_factory):
+    from workflow_helpers import Background, workflow_copy
+
+    return Background(workflow_copy(tmp_path_factory.mktemp("tiny_run")))
+
+
+def background_starters(items) -> dict:
+    """Fixture name -> start(tmp_path_factory) -> workflow_helpers.Background or None: the
+    tiny run's, and those a test module declares in BACKGROUND_RUNS."""
+    starters = {"tiny_run": start_tiny_run}
+    for module in {getattr(item, "module", None) for item in items}:
+        starters |= getattr(module, "BACKGROUND_RUNS", {})
+    return starters
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that wait for background runs go last, those that wait for more after those that
+    wait for fewer; the file order otherwise (a stable sort)."""
+    names = set(background_starters(items))
+    items.sort(key=lambda item: len(names & set(getattr(item, "fixturenames", ()))))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    """The session's runs of minutes that a selected test needs (tiny_run, and a module's
+    BACKGROUND_RUNS): started before the first test, each waited for by the fixture of its
+    name, ended at the session's end if still running. Fixture name -> Background."""
+    items = request.session.items
+    needed = set().union(*(getattr(item, "fixturenames", ()) for item in items))
+    runs = {}
+    for name, start in background_starters(items).items():
+        if name in needed and (run := start(tmp_path_factory)) is not None:
+            runs[name] = run
+    yield runs
+    for run in runs.values():
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(background, tmp_path_factory) -> Path:
+    """A complete run of the workflow on tests/tiny.yaml (every rule, every table): the one
+    full local run of the suite."""
+    run = background.get("tiny_run") or start_tiny_run(tmp_path_factory)
+    result = run.result()
+    assert result.returncode == 0, f"the tiny run failed ({result.returncode}):\n" + result.stdout[-10000:]
+    return run.root
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory):
+    """layout(overrides=None) -> a workflow copy with tests/tiny.yaml and these overrides
+    (workflow_helpers.workflow_copy), one per distinct overrides per session, shared."""
+    from workflow_helpers import workflow_copy
+
+    copies = {}
+
+    def copy_for(overrides: dict | None = None) -> Path:
+        key = json.dumps(overrides or {}, sort_keys=True)
+        if key not in copies:
+            copies[key] = workflow_copy(tmp_path_factory.mktemp("layout"), overrides)
+        return copies[key]
+
+    return copy_for
+
+
+@pytest.fixture(scope="session")
+def plan(layout):
+    """plan(overrides=None, *args) -> the (rule, first output) of every job a dry run plans
+    on layout(overrides), with these snakemake arguments: one dry run per session for each."""
+    from workflow_helpers import planned_jobs
+
+    plans = {}
+
+    def planned(overrides: dict | None = None, *args: str) -> list[tuple[str, str]]:
+        root = layout(overrides)
+        if (root, args) not in plans:
+            plans[root, args] = planned_jobs(root, *args)
+        return list(plans[root, args])
+
+    return planned

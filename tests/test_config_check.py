@@ -156,6 +156,7 @@ def test_the_check_imports_nothing_heavy():
 DRY_RUN_ERRORS = [CHECK_ERRORS[1], SCHEMA_ERRORS[2]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,override,key", DRY_RUN_ERRORS, ids=[c[0] for c in DRY_RUN_ERRORS])
 def test_snakemake_stops_on_a_bad_config_before_any_job(tmp_path, name, override, key):
     root = workflow_copy(tmp_path, override)

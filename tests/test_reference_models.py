@@ -16,7 +16,7 @@ from stellarspec.io import read_json, write_json
 from stellarspec.metrics import evaluate_fit
 from stellarspec.splits import fold_rows, make_split
 from stellarspec.template_fit import fit_templates
-from workflow_helpers import REPO, planned_jobs, workflow_copy
+from workflow_helpers import REPO
 
 LEGACY = "sdss/templates/spEigenStar-53724.fits"
 
@@ -168,9 +168,9 @@ def test_old_dataset_files_load_with_unit_weights(templates_set, tmp_path):
         assert "ivar" not in z.files
 
 
-def test_dry_run_plans_the_reference_jobs(tmp_path):
-    root = workflow_copy(tmp_path)
-    jobs = planned_jobs(root)
+@pytest.mark.slow
+def test_dry_run_plans_the_reference_jobs(plan):
+    jobs = plan()  # the tiny config's dry run, shared with test_workflow_config
     # snr_only has a grid: one tune_fit_reference job per run scores its folds and fits it
     # (planned by its first output, fold0.csv); majority and template_fit are only fitted.
     fits = {o for r, o in jobs if r == "fit_reference"}

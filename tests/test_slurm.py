@@ -2,11 +2,12 @@
 
 Skipped when there is no Slurm here, unless STELLARSPEC_REQUIRE_SLURM=1 (set by .ci/run),
 in which case a missing or busy cluster is a failure. The first test runs a toy Snakefile
-(seconds); the others run the workflow on a cut-down tiny config twice, locally and on Slurm
-(minutes, marked slow).
+(seconds); the others run the workflow on a cut-down tiny config on Slurm and compare it with
+the session's local tiny run cut down the same way (minutes, marked slow).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -34,8 +35,10 @@ def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+@functools.cache
 def _no_slurm_reason() -> str | None:
-    """Why the tests cannot run here, or None when a Slurm node can take jobs."""
+    """Why the tests cannot run here, or None when a Slurm node can take jobs. Asked once, before
+    this session submits anything (conftest.background starts the workflow's Slurm run early)."""
     if shutil.which("sinfo") is None:
         return "sinfo is not on PATH: no Slurm here (.ci/slurm-up.sh brings one up)"
     try:
@@ -87,14 +90,21 @@ def cluster() -> Cluster:
     return Cluster(config)
 
 
-def run_with_profile(workdir: Path, *args: str, timeout: float = 600) -> str:
-    """Run snakemake in workdir through the repo's slurm profile; its log (stdout + stderr)."""
+# snakemake through the repo's slurm profile, polling fast
+WITH_PROFILE = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *FAST_POLLING]
+
+
+def profile_env() -> dict[str, str]:
+    """This environment without what a Slurm job or a GPU box would have set."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLURM_", "STELLARSPEC_SLURM_")) and k != "CUDA_VISIBLE_DEVICES"}
-    env["PYTHONUNBUFFERED"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), *FAST_POLLING, *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    return env | {"PYTHONUNBUFFERED": "1"}
+
+
+def run_with_profile(workdir: Path, *args: str, timeout: float = 600) -> str:
+    """Run snakemake in workdir through the repo's slurm profile; its log (stdout + stderr)."""
+    result = subprocess.run([*WITH_PROFILE, *args], cwd=workdir, env=profile_env(),
+                            capture_output=True, text=True, timeout=timeout)
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{log[-6000:]}"
     return log
@@ -255,20 +265,38 @@ def jobs_in_log(log: str) -> tuple[dict[str, int], dict[str, int], int]:
     return remote, local, grouped
 
 
-@pytest.fixture(scope="module")
-def workflow_runs(cluster, tmp_path_factory):
-    """The same small config run twice: locally, and through the slurm profile."""
-    from workflow_helpers import snakemake, workflow_copy
+def start_on_slurm(tmp_path_factory):
+    """The cut-down tiny config through the slurm profile, started in the background before the
+    first test (conftest.background), when there is a Slurm to take it."""
+    from workflow_helpers import Background, workflow_copy
 
-    local = workflow_copy(tmp_path_factory.mktemp("local"))
+    if _no_slurm_reason() is not None:
+        return None  # the cluster fixture says why, and skips or fails
+    root = workflow_copy(tmp_path_factory.mktemp("on_slurm"))
+    one_type_one_fraction(root)
+    return Background(root, command=WITH_PROFILE, env=profile_env(), timeout=1800)
+
+
+BACKGROUND_RUNS = {"workflow_runs": start_on_slurm}
+
+
+@pytest.fixture(scope="module")
+def workflow_runs(cluster, tiny_run, background, tmp_path_factory):
+    """The same small config run twice: locally, and through the slurm profile. The local run
+    is the session's tiny run cut down (a copy, in which only the tables and figures are made
+    again: its fits are the ones of this config)."""
+    from workflow_helpers import copy_run, snakemake
+
+    local = copy_run(tiny_run, tmp_path_factory.mktemp("local") / "run")
     one_type_one_fraction(local)
     result = snakemake(local)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
-    on_slurm = workflow_copy(tmp_path_factory.mktemp("on_slurm"))
-    one_type_one_fraction(on_slurm)
-    log = run_with_profile(on_slurm, timeout=1800)
-    return local, on_slurm, log
+    run = background.get("workflow_runs") or start_on_slurm(tmp_path_factory)
+    result = run.result()
+    log = result.stdout
+    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{log[-6000:]}"
+    return local, run.root, log
 
 
 @pytest.mark.slow

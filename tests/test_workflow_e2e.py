@@ -1,23 +1,25 @@
-"""End to end on the tiny config: every table cell filled, report built, partial reruns exact."""
+"""End to end on the tiny config: every table cell filled, report built, partial reruns exact.
+
+All on the session's one tiny run (conftest.tiny_run), which no test here changes: the edit
+tests dry-run with a config layered over it (--configfile) or a src file edited and put back
+(workflow_helpers.edited); the kill test reruns part of the grid in its own copy."""
 import json
 
 import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import planned_jobs, read_config, snakemake, workflow_copy, write_config
+from workflow_helpers import copy_run, edited, planned_jobs, read_config, snakemake
 
 pytestmark = pytest.mark.slow
 
 AGGREGATES = {"aggregate", "figures", "all"}
+DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = workflow_copy(tmp_path_factory.mktemp("e2e"))
-    result = snakemake(root)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return root
+@pytest.fixture
+def finished(tiny_run):
+    return tiny_run
 
 
 def test_tables_fill_every_cell(finished):
@@ -63,31 +65,27 @@ def test_every_fit_has_predictions_and_its_choice(finished):
     assert cnn["params"] == fixed | cnn["selection"]["chosen"]
 
 
-def test_figures_and_report(finished):
+def test_figures_and_report(finished, tmp_path):
     for name in ["learning_curves", "confusion_matrices", "per_class_f1", "saliency"]:
         assert (finished / f"results/figures/{name}.png").stat().st_size > 10_000
-    result = snakemake(finished, "--report", "results/report.zip")
+    result = snakemake(finished, "--report", str(tmp_path / "report.zip"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (finished / "results/report.zip").stat().st_size > 50_000
+    assert (tmp_path / "report.zip").stat().st_size > 50_000
 
 
 def test_nothing_to_do_after_a_full_run(finished):
     assert planned_jobs(finished) == []
 
 
-def _with_config(root, change):
-    original = (root / "config.yaml").read_text()
-    config = read_config(root)
-    change(config)
-    write_config(root, config)
-    try:
-        return planned_jobs(root)
-    finally:
-        (root / "config.yaml").write_text(original)
+def _with_config(root, layer, tmp_path):
+    """What a dry run would rerun with `layer` over the run's config (--configfile merges it)."""
+    path = tmp_path / f"layer{len(list(tmp_path.glob('layer*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(layer))
+    return planned_jobs(root, "--configfile", str(path))
 
 
-def test_editing_one_models_hyperparameters_reruns_only_that_model(finished):
-    jobs = _with_config(finished, lambda c: c["models"]["cnn"]["grid"].update(lr=[1e-3, 2e-3]))
+def test_editing_one_models_hyperparameters_reruns_only_that_model(finished, tmp_path):
+    jobs = _with_config(finished, {"models": {"cnn": {"grid": {"lr": [1e-3, 2e-3]}}}}, tmp_path)
     rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
     assert rerun, "editing the cnn grid reran nothing"
     assert all("/cnn/" in out for _, out in rerun), sorted(rerun)
@@ -97,12 +95,8 @@ def test_editing_one_models_hyperparameters_reruns_only_that_model(finished):
 
 def test_editing_a_src_module_reruns_the_jobs_that_import_it(finished):
     svm = finished / "src/stellarspec/svm.py"
-    original = svm.read_text()
-    svm.write_text(original + "\n# an edit\n")
-    try:
+    with edited(svm, svm.read_text() + "\n# an edit\n"):
         jobs = planned_jobs(finished)
-    finally:
-        svm.write_text(original)
     rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
     assert {rule for rule, _ in rerun} >= {"cv_svm", "fit_svm"}
     # The SVM's jobs and the reference rows' (their rules share SRC_SVM: fit.py imports svm.py
@@ -111,28 +105,39 @@ def test_editing_a_src_module_reruns_the_jobs_that_import_it(finished):
     assert all(any(m in out for m in cheap) for _, out in rerun), sorted(rerun)
 
 
-def test_adding_a_fraction_or_a_seed_adds_jobs_and_reruns_nothing_else(finished):
-    jobs = _with_config(finished, lambda c: c["experiment"].update(train_fractions=[0.5, 0.6, 0.7]))
+def test_adding_a_fraction_or_a_seed_adds_jobs_and_reruns_nothing_else(finished, tmp_path):
+    jobs = _with_config(finished, {"experiment": {"train_fractions": [0.5, 0.6, 0.7]}}, tmp_path)
     new = [out for rule, out in jobs if rule not in AGGREGATES]
     assert new and all("/frac0.6_seed0/" in out for out in new), new
-    jobs = _with_config(finished, lambda c: c["experiment"].update(seeds=[0, 1]))
+    jobs = _with_config(finished, {"experiment": {"seeds": [0, 1]}}, tmp_path)
     new = [out for rule, out in jobs if rule not in AGGREGATES]
     assert new and all("_seed1/" in out for out in new), new
 
 
 def test_killed_grid_resumes_with_identical_tables(finished, tmp_path):
     """Kill snakemake mid-grid (its running jobs die with it), then --unlock and
-    --rerun-incomplete: the run
-    completes and every table is byte-identical to the uninterrupted run's. This also shows that
-    two runs of one config give identical tables on CPU."""
+    --rerun-incomplete: the run completes and every table is byte-identical to the uninterrupted
+    run's. This also shows that the deep models' final fits, run twice, give identical tables
+    on CPU (tests/test_slurm.py compares a whole second run, on Slurm).
+
+    The grid is the tiny run's last stage for one type: a copy of the run without that type's
+    deep-model final fits and tables, which snakemake fits and aggregates again; the kill
+    comes while they train, and the resumed fits continue from their last.ckpt."""
     import os
+    import shutil
     import signal
     import subprocess
     import time
 
     from workflow_helpers import SNAKEMAKE
 
-    root = workflow_copy(tmp_path / "killed")
+    root = copy_run(finished, tmp_path / "killed")
+    deep = [d for d in (root / "results/simulated/K").glob("frac*_seed*/fit/*")
+            if d.name in DEEP_MODELS]
+    assert len(deep) == 2 * len(DEEP_MODELS)  # two fractions, one seed
+    for folder in deep + [root / "results/tables"]:
+        shutil.rmtree(folder)
+    assert {rule for rule, _ in planned_jobs(root)} - AGGREGATES == {"fit_deep", "saliency"}
     proc = subprocess.Popen([SNAKEMAKE, "--cores", "2"], cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     # wait until the deep-model fits are under way, then kill the whole process group

@@ -1,11 +1,20 @@
-"""Run the workflow in a throwaway copy of the repo, and read what a dry run would do."""
+"""Run the workflow in a throwaway copy of the repo, and read what a dry run would do.
+
+Sharing (tests/conftest.py): the tiny config's complete run is made once per session
+(`tiny_run`) and a dry run's plan once per config layout (`plan`); a test that must change a
+run works on its own `copy_run` of it, or edits a file with `edited`, which puts back its
+content and its mtime.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -44,6 +53,31 @@ def absolute_shared_paths(config):
     return config
 
 
+def copy_run(src: Path, dest: Path) -> Path:
+    """A copy of a workflow run, its results and Snakemake's records of them (.snakemake, less
+    its locks and logs), every file's mtime kept: Snakemake sees in dest what it saw in src."""
+    def ignore(folder, names):
+        if Path(folder) == src / ".snakemake":
+            return {"locks", "log"} & set(names)
+        return {"__pycache__"} & set(names)
+
+    shutil.copytree(src, dest, symlinks=True, ignore=ignore)
+    return dest
+
+
+@contextlib.contextmanager
+def edited(path: Path, new_text: str):
+    """path holds new_text inside the block; then its old content and mtime again, so that
+    Snakemake, which reruns on an input newer than its outputs, sees no change."""
+    old_text, old = path.read_text(), path.stat()
+    path.write_text(new_text)
+    try:
+        yield path
+    finally:
+        path.write_text(old_text)
+        os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+
+
 def read_config(root: Path) -> dict:
     return yaml.safe_load((root / "config.yaml").read_text())
 
@@ -65,6 +99,45 @@ def snakemake(root: Path, *args: str, timeout: int = 1200) -> subprocess.Complet
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=root, env=env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+class Background:
+    """Snakemake started now and waited for later: a run of minutes that the tests before the
+    first one that needs it overlap (conftest.background). Its output goes to a log file beside
+    root (a pipe that nobody reads would stall it)."""
+
+    def __init__(self, root: Path, *args: str, command: list[str] | None = None,
+                 env: dict | None = None, timeout: float = 1800):
+        self.root, self.log = root, root.with_name(root.name + ".snakemake.log")
+        self.deadline = time.monotonic() + timeout
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [*(command or [SNAKEMAKE, "--cores", "2"]), *args], cwd=root, text=True,
+                env=env or os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def result(self) -> subprocess.CompletedProcess:
+        """Wait for the run (killed at its timeout): its exit code, and its log as stdout."""
+        try:
+            self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                           self.log.read_text(), "")
+
+    def stop(self) -> None:
+        """End the run if it still runs: SIGTERM to its process group (Snakemake cancels its
+        jobs), SIGKILL after 30 s."""
+        if self.proc.poll() is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def planned_jobs(root: Path, *args: str) -> list[tuple[str, str]]:
