@@ -129,9 +129,10 @@ def src(*modules):
 
 SRC_DATA = src("dataset", "labels", "preprocess", "sdss_fits", "sdss_remote", "simulate", "sources",
                "lamost_fits", "readers", "progress", "template_fit")
-SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "preprocess", "reference", "search")
+SRC_SVM = src("dataset", "splits", "metrics", "svm", "runtime", "fit", "convergence", "preprocess",
+              "reference", "search")
 SRC_DEEP = src("dataset", "splits", "metrics", "models", "lightning_modules", "gpu_slots", "runtime",
-               "fit", "preprocess", "reference", "search", "batched")
+               "fit", "convergence", "preprocess", "reference", "search", "batched")
 SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 

@@ -130,7 +130,7 @@ rule cv_deep_rung:
 # Halving: keep the top 1/eta of a rung's candidates by mean score over every fold.
 rule promote_rung:
     input:
-        src("fit", "search"),
+        src("fit", "convergence", "search"),
         folds=lambda wildcards: expand(
             f"{RUN}/cv/{{model}}/fold{{fold}}.rung{{rung}}.csv", **wildcards, fold=range(K)),
     output:
