@@ -22,8 +22,20 @@ many sooner), and successive halving with config/paper.yaml's max_epochs and sea
 to the number of fit spectra (B7 measured exponents below 1, so this overstates the paper's
 sizes from a smaller measurement). GPU time is projected, not measured, unless a GPU is present: see `gpu_projection`.
 
+SDSS cost (--sdss-cost): the same arithmetic for config/sdss.yaml (the paper's data at full
+counts, the quick default's small grids searched by halving, per_model jobs), from costs
+measured here with sdss.yaml's own settings (pixel grid, encoder, input, training: the batch
+after min_steps_per_epoch, every CV fold trained to its full epoch budget as under
+training.stopping cv_epochs) through stellarspec.fit.cv_fold on one CV fold of simulated
+spectra of --sdss-type at full counts (train fraction 0.7, sdss.yaml's folds), whose size is
+the middle of sdss.yaml's runs; the SVM's CV fold and final fit and template_fit's final fit
+are timed on the same data. See `sdss_cost`.
+
     python benchmarks/bench_search.py --b9 --out results/bench/search_b9.json
     python benchmarks/bench_search.py --b10 --out results/bench/search_b10.json
+    python benchmarks/bench_search.py --sdss-cost --out benchmarks/results/sdss_cost.json
+    python benchmarks/bench_search.py --sdss-cost --sdss-measured benchmarks/results/sdss_cost.json \
+        --out benchmarks/results/sdss_cost.json      # re-project after a config change
 """
 from __future__ import annotations
 
@@ -242,6 +254,241 @@ def b10(args) -> dict:
             "gpu_projection": gpu_projection(core_hours)}
 
 
+# --- config/sdss.yaml's cost ----------------------------------------------------------------
+
+def sdss_config() -> dict:
+    return load_config(REPO / "config" / "sdss.yaml")
+
+
+def run_sizes(cfg: dict, stellar_type: str, fraction: float) -> tuple[float, float, float]:
+    """(spectra, training rows, CV fold fit rows) of one run at cfg's counts and scale."""
+    n = sum(max(1, round(s["count"] * cfg["scale"])) for s in cfg["types"][stellar_type].values())
+    return n, n * fraction, n_fit_rows(cfg, stellar_type, fraction)
+
+
+def effective_batch(batch_size: int, n_fit: float, training: dict) -> int:
+    """The batch a fit on n_fit rows uses (fit.used_settings on the CPU)."""
+    from stellarspec.fit import steps_batch_size
+
+    steps = int(training["min_steps_per_epoch"])
+    return min(int(batch_size), steps_batch_size(int(n_fit), steps)) if steps > 1 else int(batch_size)
+
+
+def _timed(fn, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def time_deep_fold(dataset, split, model: str, fixed: dict, grid: dict, epochs: int,
+                   training: dict, threads: int, fold: int = 0) -> dict:
+    """One CV fold of `grid` trained for `epochs` epochs (fit.cv_fold, the workflow's own
+    code): seconds, and the fold CSV's rows (one per candidate and epoch under cv_epochs)."""
+    import pandas as pd
+
+    from stellarspec import fit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "fold.csv"
+        seconds = _timed(fit.cv_fold, dataset, split, fold, model,
+                         {**fixed, "max_epochs": epochs}, grid, out, threads=threads, seed=0,
+                         training=training)
+        table = pd.read_csv(out)
+    return {"seconds": seconds, "epochs": int(table["epoch"].max()),
+            "n_candidates": int(table["params"].nunique()), "n_fit": int(table["n_fit"].iloc[0]),
+            "n_val": int(table["n_val"].iloc[0])}
+
+
+def import_seconds() -> float:
+    """A deep job's start-up: importing torch, Lightning and the trainer in a fresh process."""
+    code = ("import time; t = time.perf_counter(); import torch, pytorch_lightning; "
+            "from stellarspec import fit, lightning_modules, batched; "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, text=True,
+                         capture_output=True, env=os.environ | {"PYTHONPATH": str(REPO / "src")})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure_sdss(cfg: dict, args) -> dict:
+    """Costs measured at sdss.yaml's settings on one CV fold of --sdss-type at full counts."""
+    import numpy as np
+
+    from bench_batched import build_data
+    from stellarspec import fit
+    from stellarspec.fit import training_settings
+
+    training = training_settings(cfg.get("training"))
+    exp = cfg["experiment"]
+    k = exp["cv_folds"]
+    data = Path(args.sdss_data or tempfile.mkdtemp(prefix="sdss-cost-"))
+    start = time.perf_counter()
+    dataset, split = build_data(data, args.sdss_type, cfg["scale"], args.sdss_fraction, k, cfg)
+    measured = {"type": args.sdss_type, "train_fraction": args.sdss_fraction, "cv_folds": k,
+                "data_seconds": time.perf_counter() - start, "training": training,
+                "import_seconds": import_seconds()}
+    # the smallest fold and training part of any run: where min_steps_per_epoch binds most
+    sizes = [run_sizes(cfg, t, f) for t in cfg["types"] for f in exp["train_fractions"]]
+    smallest_fit = min(s[2] for s in sizes)
+    for model in (m for m in exp["models"] if m in ("cnn", "bert_cnn")):
+        settings = cfg["models"][model]
+        fixed, grid = settings.get("fixed", {}), settings["grid"]
+        batch = int(fixed["batch_size"])
+        batches = sorted({batch, effective_batch(batch, smallest_fit, training)}, reverse=True)
+        points = []
+        for b in batches:
+            f = {**fixed, "batch_size": b}
+            time_deep_fold(dataset, split, model, f, grid, 1, training, args.threads)  # warm-up
+            one = time_deep_fold(dataset, split, model, f, grid, 1, training, args.threads)
+            more = time_deep_fold(dataset, split, model, f, grid, 1 + args.sdss_epochs, training,
+                                  args.threads)
+            assert one["epochs"] == 1 and more["epochs"] == 1 + args.sdss_epochs, (one, more)
+            used = effective_batch(b, one["n_fit"], training)
+            per_cand_epoch = (more["seconds"] - one["seconds"]) / (
+                one["n_candidates"] * args.sdss_epochs)
+            points.append({"batch_size": used, "n_fit": one["n_fit"], "n_val": one["n_val"],
+                           "n_candidates": one["n_candidates"],
+                           "seconds_1_epoch": one["seconds"],
+                           f"seconds_{1 + args.sdss_epochs}_epochs": more["seconds"],
+                           "seconds_per_candidate_epoch": per_cand_epoch,
+                           "seconds_per_spectrum_epoch": per_cand_epoch / one["n_fit"],
+                           "seconds_per_fold_fixed": one["seconds"]
+                           - per_cand_epoch * one["n_candidates"]})
+            print(model, json.dumps(points[-1]), file=sys.stderr, flush=True)
+        # per spectrum-epoch = a + c / batch (per-step overhead); one batch, or a difference
+        # within the noise (c <= 0): the dearer point for every batch
+        y = np.array([p["seconds_per_spectrum_epoch"] for p in points])
+        a, c = float(y.max()), 0.0
+        if len(points) == 2:
+            x = np.array([1.0 / p["batch_size"] for p in points])
+            slope = float((y[1] - y[0]) / (x[1] - x[0]))
+            if slope > 0:
+                a, c = float(y[0] - slope * x[0]), slope
+        measured[model] = {"points": points, "per_spectrum_epoch": {"a": a, "c_per_batch": c}}
+    # the SVM: one CV fold (every C) and the final fit at the largest C; template_fit's fit
+    svm = cfg["models"]["svm"]
+    with tempfile.TemporaryDirectory() as tmp:
+        measured["svm"] = {
+            "cv_fold_seconds": _timed(fit.cv_fold, dataset, split, 0, "svm", svm.get("fixed", {}),
+                                      svm["grid"], Path(tmp) / "svm.csv", threads=args.threads,
+                                      seed=0),
+            "final_fit_seconds": _timed(fit.final_fit, dataset, split, "svm",
+                                        {**svm.get("fixed", {}), "C": max(svm["grid"]["C"])},
+                                        Path(tmp) / "svm_fit", threads=args.threads, seed=0)}
+        if "template_fit" in exp["models"]:
+            tf = cfg["models"]["template_fit"]
+            params = {**tf.get("fixed", {}), **{key: v[0] for key, v in tf["grid"].items()}}
+            measured["template_fit"] = {"params": params, "final_fit_seconds": _timed(
+                fit.final_fit, dataset, split, "template_fit", params, Path(tmp) / "tf_fit",
+                threads=args.threads, seed=0, templates=str(REPO / tf["template_file"]))}
+    from stellarspec.io import read_json
+    from stellarspec.splits import fold_rows
+
+    split_json = read_json(split)
+    measured["sizes"] = {"n_train": len(split_json["train"]), "n_test": len(split_json["test"]),
+                         "n_fit": len(fold_rows(split_json, 0)[0])}
+    return measured
+
+
+def sdss_projection(cfg: dict, measured: dict, threads: int = 1) -> dict:
+    """config/sdss.yaml's CPU core-hours from `measured` (measure_sdss): every run of types x
+    fractions x seeds, cost per epoch proportional to the spectra trained at each run's batch
+    (after min_steps_per_epoch). Deep CV: each fold trains each rung's candidates for the
+    rung's whole budget (halving rungs: search.rung_epochs; no fold-level early stopping under
+    cv_epochs). Deep final fit: max_epochs on every training row (an upper bound: CV chooses
+    at most max_epochs, at least training.min_epochs). Per job: the measured start-up
+    (imports) and fixed cost per fold and rung. SVM: the measured CV fold and final fit
+    scaled with the square of the rows (kernel matrices); template_fit: its measured final
+    fit scaled with the test rows (it has no training)."""
+    from stellarspec.search import candidates, rung_epochs, search_settings
+
+    exp, training = cfg["experiment"], measured["training"]
+    k, seeds = exp["cv_folds"], len(exp["seeds"])
+    search = search_settings(cfg.get("search"))
+    m_sizes = measured["sizes"]
+    seconds = {}
+    models = {}
+    for model in (m for m in exp["models"] if m in ("cnn", "bert_cnn")):
+        settings = cfg["models"][model]
+        fixed, grid = settings.get("fixed", {}), settings["grid"]
+        n_cand, max_epochs = len(candidates(grid, fixed)), int(fixed["max_epochs"])
+        rungs = rung_epochs(max_epochs, n_cand, search)
+        eta = int(search["eta"])
+        cand_epochs = sum(math.ceil(n_cand / eta ** i) * r for i, r in enumerate(rungs))
+        per = measured[model]["per_spectrum_epoch"]
+        fixed_fold = max(0.0, sum(p["seconds_per_fold_fixed"] for p in measured[model]["points"])
+                         / len(measured[model]["points"]))
+
+        def spectrum_epoch(n_rows):
+            return per["a"] + per["c_per_batch"] / effective_batch(fixed["batch_size"], n_rows,
+                                                                   training)
+        cv = final = overhead = 0.0
+        runs = []
+        for stellar_type in cfg["types"]:
+            for fraction in exp["train_fractions"]:
+                n, n_train, n_fit = run_sizes(cfg, stellar_type, fraction)
+                run_cv = k * cand_epochs * n_fit * spectrum_epoch(n_fit)
+                run_final = max_epochs * n_train * spectrum_epoch(n_train)
+                run_overhead = measured["import_seconds"] + k * len(rungs) * fixed_fold
+                runs.append({"type": stellar_type, "train_fraction": fraction,
+                             "n_fit": round(n_fit), "batch_cv": effective_batch(
+                                 fixed["batch_size"], n_fit, training),
+                             "job_seconds": run_cv + run_final + run_overhead})
+                cv, final, overhead = cv + run_cv, final + run_final, overhead + run_overhead
+        models[model] = {"candidates": n_cand, "rungs": rungs, "eta": eta,
+                         "candidate_epochs_per_fold": cand_epochs, "max_epochs": max_epochs,
+                         "longest_job_wall_hours": max(r["job_seconds"] for r in runs) / 3600,
+                         "runs": runs}
+        seconds[f"{model}_cv"], seconds[f"{model}_final_fit"] = cv * seeds, final * seeds
+        seconds[f"{model}_job_overhead"] = overhead * seeds
+    svm_cv = svm_final = tf = 0.0
+    for stellar_type in cfg["types"]:
+        for fraction in exp["train_fractions"]:
+            n, n_train, n_fit = run_sizes(cfg, stellar_type, fraction)
+            svm_cv += k * measured["svm"]["cv_fold_seconds"] * (n_fit / m_sizes["n_fit"]) ** 2
+            svm_final += measured["svm"]["final_fit_seconds"] * (n_train / m_sizes["n_train"]) ** 2
+            if "template_fit" in measured:
+                tf += measured["template_fit"]["final_fit_seconds"] * (
+                    (n - n_train) / m_sizes["n_test"])
+    seconds["svm"] = (svm_cv + svm_final) * seeds
+    if "template_fit" in measured:
+        seconds["template_fit"] = tf * seeds
+    core_hours = {key: v * threads / 3600 for key, v in seconds.items()}
+    core_hours["deep"] = sum(v for key, v in core_hours.items()
+                             if key.startswith(("cnn", "bert_cnn")))
+    core_hours["total"] = core_hours["deep"] + core_hours["svm"] + core_hours.get("template_fit", 0)
+    return {"models": models, "core_hours": core_hours,
+            "runs": len(cfg["types"]) * len(exp["train_fractions"]) * seeds,
+            "left_out": "dataset build (DR10 query and download: network-bound; reading the FITS "
+                        "files), majority and snr_only (a count and a shallow tree: seconds), "
+                        "aggregate and figures (minutes in all)",
+            "gpu_projection": gpu_projection({"batched_halving": core_hours["deep"]})
+            | {"caveat": "projected, not measured (no GPU here); the 500-core assumption is "
+                         "for large stacks: sdss.yaml's 4-candidate stacks of batch 32 and 128 "
+                         "are small GPU steps, so this overstates what a GPU buys them"}}
+
+
+def sdss_cost(args) -> dict:
+    """Measure (or, with --sdss-measured, reuse an earlier result's measurements: the config's
+    epochs or grids changed, not its per-epoch costs) and project config/sdss.yaml."""
+    sys.path.insert(0, str(REPO / "src"))
+    cfg = sdss_config()
+    if args.sdss_measured:
+        earlier = json.loads(Path(args.sdss_measured).read_text())
+        measured = earlier["measured"]
+        reused = {"file": str(args.sdss_measured), "command": earlier.get("command"),
+                  "load_average": earlier.get("load_average")}
+    else:
+        measured, reused = measure_sdss(cfg, args), None
+    projection = sdss_projection(cfg, measured, args.threads)
+    models = {m: {k: cfg["models"][m]["fixed"].get(k) for k in
+                  ("batch_size", "hidden_units", "max_epochs", "input", "encoder")}
+              for m in projection["models"]}
+    return {"config": "config/sdss.yaml", "threads": args.threads,
+            "n_pixels": int(cfg["grid"]["n_pixels"]), "cv_folds": cfg["experiment"]["cv_folds"],
+            "model_settings": models, "measured": measured, "measurements_reused_from": reused,
+            **projection}
+
+
 def gpu_projection(core_hours: dict) -> dict:
     """Projected, not measured (no GPU here): one GPU taken as worth `gpu_cores` CPU cores of
     this machine on these stacked models. A stack of 42-630 candidates x batch 32-128 is a
@@ -272,9 +519,19 @@ def main(argv=None) -> None:
                         help="B10: share of the paper's counts the costs are measured on")
     parser.add_argument("--b10-stack", type=int, default=3,
                         help="B10: candidates in the measured batched stack (learning rates)")
+    parser.add_argument("--sdss-cost", action="store_true",
+                        help="config/sdss.yaml's CPU core-hours from costs measured here")
+    parser.add_argument("--sdss-type", default="G", help="--sdss-cost: the type measured on")
+    parser.add_argument("--sdss-fraction", type=float, default=0.7,
+                        help="--sdss-cost: the train fraction measured on")
+    parser.add_argument("--sdss-epochs", type=int, default=2,
+                        help="--sdss-cost: extra epochs of the longer timed fold")
+    parser.add_argument("--sdss-data", help="--sdss-cost: folder for (and reuse of) its dataset")
+    parser.add_argument("--sdss-measured", type=Path, help="--sdss-cost: project from this earlier "
+                        "result's measurements instead of measuring (e.g. after an epoch change)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    result = b9(args) if args.b9 else b10(args)
+    result = b9(args) if args.b9 else sdss_cost(args) if args.sdss_cost else b10(args)
     result |= {"command": " ".join([sys.executable, *sys.argv]),
                "seconds": time.perf_counter() - start, "load_average": os.getloadavg()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -403,7 +403,11 @@ def test_constant_spectra_are_flat_at_any_level_in_datasets_and_predict(tmp_path
               "preprocessing": {"grid": REPO_CONFIG["grid"], "normalise": "minmax",
                                 "min_good_fraction": 0.5, "label_policy": "exact"},
               "training": {"source": "table", "snr_range": [60, 65], "good_fraction_min": 0.5}}
-    model = classify.Model(bundle, lambda x: torch.zeros(len(x), len(classes)), "test")
+    from conftest import DATA
+    from stellarspec import domain
+
+    check = domain.TemplateCheck.for_model(classes, DATA / "sdss/templates/spEigenStar-53724.fits")
+    model = classify.Model(bundle, lambda x: torch.zeros(len(x), len(classes)), "test", check)
     predictions, rejects = classify.predict_files(model, [cfg["table"]["path"]],
                                                   show_progress=False)
     assert predictions["id"].tolist() == ["s3", "s4"]

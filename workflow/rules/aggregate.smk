@@ -4,7 +4,7 @@
 # Score every fit's test predictions and collect them, with the test S/N, into Tables 3-5 and the S/N-matched table.
 rule aggregate:
     input:
-        src("aggregate", "metrics", "paper", "stats", "data/dataset"),
+        src("aggregate", "convergence", "metrics", "paper", "stats", "data/dataset"),
         fits=aggregate_inputs("fit.json"),
         predictions=aggregate_inputs("predictions.csv"),
         datasets=expand(rules.build_dataset.output.data, source=SOURCE, type=TYPES),

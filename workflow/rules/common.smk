@@ -59,11 +59,12 @@ def src(*modules):
     return [p for d in packages for p in (sorted(map(str, d.glob("*.py"))) if d.is_dir() else [f"{d}.py"])]
 
 
-SRC_DATA = src("data", "labels", "selection", "simulate", "progress", "template_fit")
-SRC_SVM = src("data/dataset", "splits", "metrics", "svm", "runtime", "fit", "data/preprocess",
-              "reference", "search")
+SRC_DATA = src("data", "labels", "selection", "settings", "simulate", "progress", "template_fit")
+SRC_SVM = src("data/dataset", "splits", "metrics", "svm", "runtime", "fit", "convergence",
+              "families", "settings", "data/preprocess", "reference", "search")
 SRC_DEEP = src("data/dataset", "splits", "metrics", "models", "training", "gpu_slots", "runtime",
-               "fit", "data/preprocess", "reference", "search")
+               "fit", "convergence", "families", "settings", "data/preprocess", "reference",
+               "search")
 SRC_REFERENCE = SRC_SVM + src("template_fit")
 
 

@@ -129,7 +129,7 @@ rule cv_deep_rung:
 # Halving: keep the top 1/eta of a rung's candidates by mean score over every fold.
 rule promote_rung:
     input:
-        src("fit", "search"),
+        src("fit", "convergence", "families", "settings", "search"),
         folds=lambda wildcards: expand(rules.cv_deep_rung.output[0], **wildcards, fold=range(K)),
     output:
         run_path("cv/{model}/promoted.rung{rung}.json"),

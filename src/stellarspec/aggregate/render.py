@@ -219,7 +219,8 @@ def table5_markdown(table5: pd.DataFrame, fraction: float, n_bootstrap: int = 10
              "pooled discordance rate (share of spectra only one model got right), at the level "
              "Holm needs at worst, 0.05 / (pairs of the type), halved with several seeds for the "
              "2 x mean combination. A pair that does not differ may still differ by less than "
-             "this; 'none': too few discordant spectra to detect any difference.", ""]
+             "this; 'power < 80%': so few discordant spectra that even the largest difference "
+             "they allow has under 80% power (such a pair can still test as different).", ""]
     lines += _partial_note(table5)
     for stype, tgroup in table5[np.isclose(table5["train_fraction"], fraction)].groupby("type", sort=True):
         lines += [f"## {stype}", "",
@@ -245,7 +246,7 @@ def table5_markdown(table5: pd.DataFrame, fraction: float, n_bootstrap: int = 10
 
 
 def _detectable(difference) -> str:
-    return f"{difference:.3f}" if np.isfinite(difference) else "none"
+    return f"{difference:.3f}" if np.isfinite(difference) else "power < 80%"
 
 
 def table5_null_sentence(pairs: pd.DataFrame) -> str:
