@@ -21,15 +21,7 @@ def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | N
     smoothed mean curve over the folds, and its epochs the one-standard-error choice of
     convergence.choose_epochs (training's smoothing_epochs and min_epochs), over the epochs
     every fold trained. Otherwise each fold has one row per candidate."""
-    tables = [pd.read_csv(p) for p in fold_csvs]
-    if not tables:
-        raise ValueError("no fold results given")
-    for path, table in zip(fold_csvs, tables):
-        if metric not in table:
-            raise ValueError(f"{path} has no column {metric!r}")
-    if "rung" in tables[0]:
-        rung = int(tables[0]["rung"].max()) if rung is None else rung
-        tables = [t[t["rung"] == rung] for t in tables]
+    tables = rung_tables(fold_csvs, metric, rung)
     order = list(dict.fromkeys(tables[0]["params"]))
     for path, table in zip(fold_csvs, tables):
         if list(dict.fromkeys(table["params"])) != order:
@@ -50,6 +42,20 @@ def candidate_scores(fold_csvs: list, metric: str, by_epoch: bool, rung: int | N
     return out
 
 
+def rung_tables(fold_csvs: list, metric: str, rung: int | None = None) -> list[pd.DataFrame]:
+    """Each fold CSV's rows of `rung` (default: the last rung), checked to hold `metric`."""
+    tables = [pd.read_csv(p) for p in fold_csvs]
+    if not tables:
+        raise ValueError("no fold results given")
+    for path, table in zip(fold_csvs, tables):
+        if metric not in table:
+            raise ValueError(f"{path} has no column {metric!r}")
+    if "rung" in tables[0]:
+        rung = int(tables[0]["rung"].max()) if rung is None else rung
+        tables = [t[t["rung"] == rung] for t in tables]
+    return tables
+
+
 def fold_curves(tables: list, params: str, metric: str) -> np.ndarray:
     """(k folds, E epochs) scores of one candidate, over the epochs every fold trained."""
     curves = [t[t["params"] == params].set_index("epoch")[metric] for t in tables]
@@ -60,9 +66,7 @@ def fold_curves(tables: list, params: str, metric: str) -> np.ndarray:
 def curve_convergence(fold_csvs: list, params: str, metric: str, epochs: int,
                       training: dict | None = None) -> dict:
     """convergence.assess of one candidate's last-rung curves in the fold CSVs."""
-    tables = [pd.read_csv(p) for p in fold_csvs]
-    if "rung" in tables[0]:
-        tables = [t[t["rung"] == t["rung"].max()] for t in tables]
+    tables = rung_tables(fold_csvs, metric)
     tolerance = float(training_settings(training)["convergence_tolerance"])
     return assess(fold_curves(tables, params, metric), epochs, tolerance) | {"metric": metric}
 
@@ -82,6 +86,9 @@ def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool =
     'convergence' (curve_convergence of the chosen candidate). The chosen candidate is
     select_params over the fold CSVs; a one-point grid, whose CV jobs are skipped, leaves
     nothing to choose."""
+    if by_epoch and not fold_csvs:
+        raise ValueError("epochs chosen by CV (training.stopping = cv_epochs) need the CV fold "
+                         "CSVs, also for a one-point grid")
     out = {}
     if fold_csvs:
         best = select_params(list(fold_csvs), metric, by_epoch=by_epoch, training=training)
@@ -89,9 +96,6 @@ def chosen_params(settings: dict, fold_csvs: list, metric: str, by_epoch: bool =
     else:
         best = {key: values[0] for key, values in settings["grid"].items()}
         how = "the grid has one candidate; CV skipped"
-    if by_epoch and not fold_csvs:
-        raise ValueError("epochs chosen by CV (training.stopping = cv_epochs) need the CV fold "
-                         "CSVs, also for a one-point grid")
     if by_epoch:
         how += ("; epochs chosen with it, by the one-standard-error rule on the smoothed mean "
                 "curve (training.stopping = cv_epochs)")
