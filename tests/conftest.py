@@ -42,6 +42,9 @@ def _one_thread():
 # minutes start in the background before the first test (`background`), and the tests that
 # wait for them run last, so that all the others run meanwhile.
 
+BACKGROUND_NICE = 5  # the test process's niceness while background runs go on (CPU weight 1/3)
+
+
 def start_tiny_run(tmp_path_factory):
     from workflow_helpers import Background, workflow_copy
 
@@ -75,6 +78,11 @@ def background(request, tmp_path_factory):
     for name, start in background_starters(items).items():
         if name in needed and (run := start(tmp_path_factory)) is not None:
             runs[name] = run
+    if runs:
+        # The tiny run is the session's longest path and the other tests have time to spare:
+        # from here on this process, and what its tests start, yields the CPU to the runs
+        # (started above at the default priority) and fills the gaps between their jobs.
+        os.nice(BACKGROUND_NICE)
     yield runs
     for run in runs.values():
         run.stop()
