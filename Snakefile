@@ -24,6 +24,7 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         rules.aggregate.output,
+        rules.calibration.output,
         rules.figures.output,
         rules.saliency.output if "bert_cnn" in MODELS else [],
         rules.simulated_spectra_figure.output if SOURCE == "simulated" else [],

@@ -183,6 +183,45 @@ def test_predict_flags_by_content_and_abstains(tiny_fit, tmp_path, shared_data):
     assert "24 left unclassified" in result.stderr
 
 
+def test_predict_calibrates_with_the_fits_temperature(tiny_fit, tmp_path):
+    """Calibrated by default: softmax(logits / T) with the fit's T, the arg-max unchanged,
+    low_model_score below the fit's threshold; --raw-probabilities gives the network's own."""
+    import shutil
+
+    from stellarspec.calibration import log_probabilities, scaled_probabilities
+
+    type_dir = shutil.copytree(tiny_fit.parents[2], tmp_path / "results" / "simulated" / "G")
+    fit_dir = type_dir / tiny_fit.relative_to(tiny_fit.parents[2])
+    info = read_json(fit_dir / "fit.json")
+    assert info["calibration"]["method"] == "none"  # holdout fit without CV: nothing to fit on
+    info["calibration"] = {"method": "temperature", "temperature": 2.5, "bins": 15,
+                           "n_rows": 1, "fitted_on": "a stand-in", "ood": {"threshold": 0.6},
+                           "ece_out_of_fold": {"raw": 0.2, "calibrated": 0.05}}
+    write_json(fit_dir / "fit.json", info)
+    ds = load_dataset(type_dir / "dataset.npz")
+    test = np.asarray(read_json(fit_dir.parents[1] / "split.json")["test"])
+    table = tmp_path / "test_part.npz"
+    np.savez(table, wave=ds.wave, flux=ds.flux[test], id=ds.id[test], label=ds.label[test])
+    model = classify.load_model(fit_dir)
+    columns = ["p_G0", "p_G2", "p_G5"]
+    calibrated, _ = classify.predict_files(model, [table], show_progress=False)
+    raw, _ = classify.predict_files(model, [table], show_progress=False, calibrated=False)
+    expected = scaled_probabilities(log_probabilities(raw[columns].to_numpy()), 2.5)
+    np.testing.assert_allclose(calibrated[columns].to_numpy(), expected, atol=1e-6)
+    assert calibrated["pred"].tolist() == raw["pred"].tolist()
+    top = calibrated[columns].to_numpy().max(axis=1)
+    assert calibrated["low_model_score"].tolist() == (top < 0.6).tolist()
+    assert not raw["low_model_score"].any()  # no threshold on raw probabilities
+    theirs = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str}).set_index("id")
+    np.testing.assert_allclose(raw[columns].to_numpy(),
+                               theirs.loc[raw["id"].astype(str), columns].to_numpy(), atol=1e-6)
+    result = stellarspec("predict", "-m", fit_dir, table, "-o", tmp_path / "p.csv", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "calibrated, temperature 2.500" in result.stderr
+    assert "out-of-fold ECE (15 bins) 0.200 raw -> 0.050 calibrated" in result.stderr
+    assert f"on the {len(test)} input spectra labelled" in result.stderr
+
+
 def test_svm_fit_cannot_be_exported(tiny_fit, tmp_path):
     svm_dir = tiny_fit.parent / "svm"
     svm_dir.mkdir(exist_ok=True)

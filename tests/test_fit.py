@@ -505,11 +505,13 @@ def test_training_and_search_defaults_are_the_schemas():
     schema's (what the workflow's config gets) are one set of values, key for key."""
     import yaml
 
+    from stellarspec.calibration import CALIBRATION_DEFAULTS
     from stellarspec.search import SEARCH_DEFAULTS
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas"
                              / "config.schema.yaml").read_text())["properties"]
-    for section, defaults in (("training", fit.TRAINING_DEFAULTS), ("search", SEARCH_DEFAULTS)):
+    for section, defaults in (("training", fit.TRAINING_DEFAULTS), ("search", SEARCH_DEFAULTS),
+                              ("calibration", CALIBRATION_DEFAULTS)):
         properties = schema[section]["properties"]
         assert set(properties) == set(defaults), section
         for key, value in defaults.items():

@@ -235,7 +235,7 @@ def test_profile_submits_jobs_and_gpu_requests_to_slurm(cluster, tmp_path):
 # --- the workflow itself ------------------------------------------------------------------
 
 GPU_RULES = {"cv_deep", "pretrain", "fit_deep"}
-AGGREGATION_RULES = {"aggregate", "figures"}
+AGGREGATION_RULES = {"aggregate", "calibration", "figures"}
 # Compared byte for byte; fits.csv also holds each fit's seconds, so it is compared without them.
 TABLES = ["table3.csv", "table3.md", "table3.tex", "table4.csv", "table4.md", "table4.tex",
           "per_class.csv"]

@@ -13,7 +13,7 @@ from workflow_helpers import copy_run, edited, planned_jobs, read_config, snakem
 
 pytestmark = pytest.mark.slow
 
-AGGREGATES = {"aggregate", "figures", "all"}
+AGGREGATES = {"aggregate", "calibration", "figures", "all"}
 DEEP_MODELS = ("cnn", "bert_cnn", "bert_cnn_pretrained")
 
 
@@ -69,10 +69,30 @@ def test_every_fit_has_predictions_and_its_choice(finished):
     assert "epochs" in cnn["selection"]["chosen"]  # cv_epochs: CV chose the epochs too
     fixed = read_config(finished)["models"]["cnn"]["fixed"]
     assert cnn["params"] == fixed | cnn["selection"]["chosen"]
+    for path in fits:  # calibrated on the training part's out-of-fold rows, each once
+        info = json.loads(path.read_text())
+        calibration, model = info["calibration"], path.parent.name
+        if model in DEEP_MODELS:
+            assert calibration["method"] == "temperature", path
+            assert calibration["n_rows"] == info["n_train"] and calibration["temperature"] > 0
+            assert 0 < calibration["ood"]["threshold"] <= 1
+        else:
+            assert calibration["method"] == ("platt" if model == "svm" else "none"), path
+
+
+def test_calibration_table_and_figures(finished):
+    table = pd.read_csv(finished / "results/tables/calibration.csv")
+    assert len(table) == 3 * 7 * 2  # types x models x fractions
+    assert table[["ece_raw", "ece_calibrated", "brier_raw", "brier_calibrated"]].notna().all().all()
+    deep = table[table["model"].isin(DEEP_MODELS)]
+    assert deep["ood_flagged_test"].between(0, 1).all() and (deep["method"] == "temperature").all()
+    assert (table.loc[table["model"] == "svm", "temperature"] == 1).all()
+    assert "15 equal-width bins" in (finished / "results/tables/calibration.md").read_text()
 
 
 def test_figures_and_report(finished, tmp_path):
-    for name in ["learning_curves", "confusion_matrices", "per_class_f1", "saliency"]:
+    for name in ["learning_curves", "confusion_matrices", "per_class_f1", "saliency",
+                 "reliability", "accuracy_coverage"]:
         assert (finished / f"results/figures/{name}.png").stat().st_size > 10_000
     result = snakemake(finished, "--report", str(tmp_path / "report.zip"))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -23,8 +23,12 @@ Out-of-domain flags (a prediction is still made):
                      worse than the training part's (stellarspec.domain, docs/predict.md)
     snr_outside      its S/N lies outside the training part's S/N range
     low_coverage     its good-pixel fraction on the grid is below the training part's lowest
-Abstention: with min_confidence, a spectrum whose top probability is below it gets pred '' and
-abstain 'low_confidence' (its probabilities stay).
+    low_model_score  by the model itself: its calibrated top probability is below the fit's
+                     out-of-domain threshold (a quantile of the training part's out-of-fold
+                     top probabilities, stellarspec.calibration)
+Probabilities are calibrated (the fit's temperature, fitted on out-of-fold CV predictions of
+the training part) unless calibrated=False. Abstention: with min_confidence, a spectrum whose
+top probability is below it gets pred '' and abstain 'low_confidence' (its probabilities stay).
 S/N is read from the training source's S/N column for files of that source, else SN_MEDIAN_ALL
 (SDSS), SNRG (LAMOST) or the table's snr.
 """
@@ -51,7 +55,8 @@ from .selection import WRONG_CLASS
 FORMAT = "stellarspec-model"
 FORMAT_VERSION = 1
 REJECT_COLUMNS = ["file", "id", "reason", "detail"]
-FLAG_COLUMNS = ["other_type", "template_other_type", "snr_outside", "low_coverage"]
+FLAG_COLUMNS = ["other_type", "template_other_type", "snr_outside", "low_coverage",
+                "low_model_score"]
 TEMPLATE_COLUMNS = ["template", "template_rchi2"]
 LOW_CONFIDENCE = "low_confidence"  # the abstain column's reason
 DEFAULT_SNR_KEYS = {"sdss": "SN_MEDIAN_ALL", "lamost": "SNRG"}
@@ -196,15 +201,24 @@ class Model:
             keys["lamost"] = self.prep["lamost_snr_column"]
         return keys
 
-    def probabilities(self, flux: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    @property
+    def calibration(self) -> dict:
+        """fit.json's 'calibration' (a model exported before it: none, temperature 1)."""
+        return self.bundle["fit"].get("calibration") or {"method": "none", "temperature": 1.0}
+
+    def probabilities(self, flux: np.ndarray, batch_size: int = 256,
+                      calibrated: bool = True) -> np.ndarray:
+        """Class probabilities (N, C): softmax of the logits over the fit's temperature
+        (calibrated) or over 1."""
         import torch
 
+        temperature = float(self.calibration["temperature"]) if calibrated else 1.0
         out = []
         with torch.no_grad():
             for start in range(0, len(flux), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(flux[start:start + batch_size],
                                                               dtype=np.float32))
-                out.append(self.network(batch).float().softmax(dim=1).numpy())
+                out.append((self.network(batch).float() / temperature).softmax(dim=1).numpy())
         # float64, as predictions_frame writes the fit's own predictions.csv
         return (np.concatenate(out) if out else np.zeros((0, len(self.classes)))).astype(np.float64)
 
@@ -329,9 +343,10 @@ def _unusable(prepared: preprocess.Prepared, min_good_fraction: float) -> list:
 # ---------------------------------------------------------------------------------- predict
 
 def predict_files(model: Model, paths, show_progress: bool = True,
-                  min_confidence: float | None = None):
+                  min_confidence: float | None = None, calibrated: bool = True):
     """(predictions, rejects) DataFrames for every spectrum in `paths` (files, in order).
-    min_confidence: abstain (pred '', abstain 'low_confidence') below this top probability."""
+    min_confidence: abstain (pred '', abstain 'low_confidence') below this top probability.
+    calibrated: the fit's temperature applied (Model.probabilities); low_model_score needs it."""
     classes, prep, training = model.classes, model.prep, model.training
     loglam = model.loglam
     lo, hi = training["snr_range"]
@@ -350,7 +365,7 @@ def predict_files(model: Model, paths, show_progress: bool = True,
                 rejects.append(_reject(path, sid, *problem))
         if not keep.any():
             continue
-        proba = model.probabilities(flux[keep])
+        proba = model.probabilities(flux[keep], calibrated=calibrated)
         good = (~mask[keep]).mean(axis=1)
         labels = [l for l, k in zip(spectra.labels, keep) if k]
         star = [s for s, k in zip(spectra.star, keep) if k]
@@ -375,6 +390,9 @@ def predict_files(model: Model, paths, show_progress: bool = True,
             for l, s in zip(labels, star)]
         frame["snr_outside"] = np.isfinite(snr) & ((snr < lo) | (snr > hi))
         frame["low_coverage"] = good < training["good_fraction_min"]
+        threshold = (model.calibration.get("ood") or {}).get("threshold")
+        frame["low_model_score"] = (proba.max(axis=1) < threshold if calibrated and
+                                    threshold is not None else False)
         frame["abstain"] = np.where(abstain, LOW_CONFIDENCE, "")
         frames.append(frame)
     columns = (["id", "file", "pred"] + [f"p_{c}" for c in classes]

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--min-confidence", type=float, default=None, metavar="P",
                          help="leave a spectrum unclassified (pred empty, abstain "
                          "'low_confidence') when its top probability is below P")
+    predict.add_argument("--raw-probabilities", action="store_true",
+                         help="the network's own softmax, not the calibrated probabilities "
+                              "(no low_model_score flag then)")
     predict.add_argument("--templates", type=Path, default=None, help=TEMPLATES_HELP)
     predict.add_argument("--no-progress", action="store_true", help="no progress output")
 
@@ -133,7 +136,8 @@ def _predict(args) -> int:
     model = _model(args.model, args.templates)
     paths = _paths(args.inputs)
     predictions, rejects = predict_files(model, paths, show_progress=not args.no_progress,
-                                         min_confidence=args.min_confidence)
+                                         min_confidence=args.min_confidence,
+                                         calibrated=not args.raw_probabilities)
     rejects_path = args.rejects or args.output.with_name(args.output.stem + ".rejects.csv")
     write_csv(args.output, predictions)
     write_csv(rejects_path, rejects)
@@ -142,7 +146,37 @@ def _predict(args) -> int:
     print(f"{len(predictions)} spectra classified into {args.output} ({flagged} flagged out of "
           f"the training domain, {abstained} left unclassified below --min-confidence); "
           f"{len(rejects)} rejected into {rejects_path}", file=sys.stderr)
+    for line in calibration_lines(model, predictions, not args.raw_probabilities):
+        print(line, file=sys.stderr)
     return 1 if len(rejects) else 0
+
+
+def calibration_lines(model, predictions, calibrated: bool) -> list[str]:
+    """What predict says about its probabilities: the fit's temperature and its out-of-fold
+    ECE before and after, and the ECE before and after on the input's own labelled spectra."""
+    import numpy as np
+
+    from .calibration import expected_calibration_error, log_probabilities, scaled_probabilities
+
+    info = model.calibration
+    if info.get("method") != "temperature":
+        return [f"probabilities: not calibrated by temperature ({info.get('method')}: "
+                f"{info.get('fitted_on', 'a model exported before calibration')})"]
+    T, bins, oof = float(info["temperature"]), int(info["bins"]), info["ece_out_of_fold"]
+    lines = [f"probabilities: {'calibrated, temperature' if calibrated else 'raw; the fit has temperature'} "
+             f"{T:.3f} (fitted on {info['fitted_on']}); out-of-fold ECE ({bins} bins) "
+             f"{oof['raw']:.3f} raw -> {oof['calibrated']:.3f} calibrated"]
+    classes = model.classes
+    labelled = predictions[predictions["label"].isin(classes)]
+    if len(labelled):
+        shown = labelled[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+        y = np.array([classes.index(c) for c in labelled["label"]])
+        raw = scaled_probabilities(log_probabilities(shown), 1 / T) if calibrated else shown
+        cal = shown if calibrated else scaled_probabilities(log_probabilities(shown), T)
+        lines.append(f"on the {len(y)} input spectra labelled with one of the model's classes: "
+                     f"ECE {expected_calibration_error(raw, y, bins):.3f} raw -> "
+                     f"{expected_calibration_error(cal, y, bins):.3f} calibrated")
+    return lines
 
 
 def _inspect(args) -> int:

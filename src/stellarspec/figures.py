@@ -184,3 +184,45 @@ def simulated_spectra_plot(panels: list[dict], path, source: str) -> None:
         ax.set_xlabel("wavelength (Angstrom, vacuum)")
     fig.suptitle(f"One spectrum per subclass over its SDSS template ({source})", y=1.01)
     _save(fig, path)
+
+
+def reliability_diagrams(pooled: dict, path, source: str, bins: int, fraction) -> None:
+    """Per model, accuracy against mean top probability in `bins` equal-width bins, before
+    (raw) and after calibration; pooled: aggregate.calibration.pooled_predictions."""
+    from .calibration import reliability_bins
+
+    models = list(pooled)
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(3.4 * max(len(models), 1), 3.4),
+                             squeeze=False)
+    for ax, model in zip(axes[0], models):
+        p = pooled[model]
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+        for suffix, label, marker in (("_raw", "raw", "s"), ("", "calibrated", "o")):
+            table = reliability_bins(p[f"confidence{suffix}"], p[f"correct{suffix}"], bins)
+            keep = table["n"] > 0
+            ax.plot(table["confidence"][keep], table["accuracy"][keep], marker=marker, ms=4,
+                    label=label)
+        ax.set(title=f"{model} ({len(p['correct'])} test spectra)", xlabel="top probability",
+               xlim=(0, 1.02), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("accuracy")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Reliability at train fraction {fraction} ({source}; all types and seeds)",
+                 fontsize=10)
+    _save(fig, path)
+
+
+def accuracy_coverage_plot(pooled: dict, path, source: str, fraction) -> None:
+    """Selective classification: accuracy on the spectra kept against the fraction kept,
+    keeping the most confident (calibrated top probability) first; one line per model."""
+    from .calibration import accuracy_coverage
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for model, p in pooled.items():
+        coverage, accuracy = accuracy_coverage(p["confidence"], p["correct"])
+        ax.plot(coverage, accuracy, label=model, drawstyle="steps-post")
+    ax.set(xlabel="fraction of test spectra kept (coverage)", ylabel="accuracy on those kept",
+           xlim=(0, 1.01), title=f"Accuracy-coverage, train fraction {fraction} ({source})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

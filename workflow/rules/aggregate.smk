@@ -44,3 +44,31 @@ rule aggregate:
         "../../envs/stellarspec.yaml"
     script:
         "../scripts/aggregate.py"
+
+
+# ECE and Brier score before and after each fit's calibration, reliability diagrams and accuracy-coverage curves.
+rule calibration:
+    input:
+        src("aggregate", "calibration", "figures", "metrics"),
+        fits=aggregate_inputs("fit.json"),
+        predictions=aggregate_inputs("predictions.csv"),
+    output:
+        table_csv=report("results/tables/calibration.csv", caption="../report/calibration.rst", category="Tables"),
+        table_md="results/tables/calibration.md",
+        reliability=report("results/figures/reliability.png", caption="../report/reliability.rst", category="Figures"),
+        coverage=report("results/figures/accuracy_coverage.png", caption="../report/accuracy_coverage.rst", category="Figures"),
+    log:
+        "results/logs/calibration.log",
+    params:
+        source=SOURCE,
+        bins=config["calibration"]["bins"],
+        fraction=FRACTIONS[-1],
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/stellarspec.yaml"
+    script:
+        "../scripts/calibration.py"

@@ -91,10 +91,11 @@ def needs_cv(model):
 REFERENCE_TUNED_MODELS = [m for m in REFERENCE_MODELS if needs_cv(m)]
 REFERENCE_FIXED_MODELS = [m for m in REFERENCE_MODELS if not needs_cv(m)]
 FOLD_CSVS = [run_path(f"cv/{{model}}/fold{k}.csv") for k in range(K)]  # one model's CV in a run
+FOLD_OOFS = [run_path(f"cv/{{model}}/fold{k}.oof.npz") for k in range(K)]  # its out-of-fold logits
 
 
-def cv_inputs(wildcards):
-    return [p.format(**wildcards) for p in FOLD_CSVS] if needs_cv(wildcards.model) else []
+def cv_inputs(wildcards, paths=FOLD_CSVS):
+    return [p.format(**wildcards) for p in paths] if needs_cv(wildcards.model) else []
 
 
 def template_file(wildcards):
@@ -106,8 +107,7 @@ def template_file(wildcards):
 @functools.cache
 def last_rung(model):
     """A deep model's last CV rung (0 unless search is halving: stellarspec.search)."""
-    settings = model_settings(model)
-    return len(model_rungs(settings["fixed"], settings["grid"], config["search"])) - 1
+    return len(model_rungs(**{k: model_settings(model)[k] for k in ("fixed", "grid")}, search=config["search"])) - 1
 
 
 def rung_of(wildcards):

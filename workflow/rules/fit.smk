@@ -127,6 +127,7 @@ if PER_FOLD:
             data=rules.build_dataset.output.data,
             split=rules.make_split.output.split,
             folds=cv_inputs,
+            oof=lambda wildcards: cv_inputs(wildcards, FOLD_OOFS),  # for the calibration
             pretrained=pretrained_encoder,
         output:
             predictions=run_path("fit/{model}/predictions.csv"),
@@ -140,6 +141,7 @@ if PER_FOLD:
             metric=config["experiment"]["cv_metric"],
             by_epoch=lambda wildcards: by_epoch(wildcards.model),
             training=config["training"],
+            calibration=config["calibration"],
         threads: config["resources"]["threads_deep"]
         resources:
             gpu=config["resources"]["gpu"],
@@ -162,6 +164,7 @@ else:
             final_encoder=pretrained_encoder,
         output:
             folds=FOLD_CSVS,
+            oof=FOLD_OOFS,
             predictions=run_path("fit/{model}/predictions.csv"),
             info=run_path("fit/{model}/fit.json"),
         log:
@@ -174,6 +177,7 @@ else:
             by_epoch=lambda wildcards: by_epoch(wildcards.model),
             training=config["training"],
             search=config["search"],
+            calibration=config["calibration"],
             # checkpoints of each fold's candidate stacks, kept so that a killed job resumes
             workdir=lambda wildcards, output: [f"{path}.work" for path in output.folds],
         threads: config["resources"]["threads_deep"]

@@ -71,7 +71,8 @@ if PER_FOLD:
             split=rules.make_split.output.split,
             pretrained=cv_pretrained_encoders,
         output:
-            run_path("cv/{model}/fold{fold}.csv"),
+            csv=run_path("cv/{model}/fold{fold}.csv"),
+            oof=run_path("cv/{model}/fold{fold}.oof.npz"),
         log:
             run_log("cv_deep", "{model}", "fold{fold}"),
         wildcard_constraints:

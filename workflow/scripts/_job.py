@@ -39,8 +39,11 @@ def cv_folds(snakemake, outputs) -> None:
                   seed=int(snakemake.wildcards.seed),
                   templates=snakemake.input.get("templates") or None,
                   training=params.get("training"), search=params.get("search"))
+    oof = snakemake.output.get("oof") or []
+    oof = [oof] if isinstance(oof, str) else list(oof)  # one fold's file, or every fold's
     if "fold" not in snakemake.wildcards.keys():
         cv_every_fold(snakemake.input.data, snakemake.input.split, out_csvs=list(outputs),
+                      out_oofs=oof or None,
                       metric=params.metric, by_epoch=params.by_epoch,
                       workdirs=params.get("workdir"), pretrained=pretrained or None, **common)
         return
@@ -48,10 +51,11 @@ def cv_folds(snakemake, outputs) -> None:
             out_csv=outputs[0], pretrained=pretrained[0] if pretrained else None,
             workdir=(params.get("workdir") or [None])[0], rung=params.get("rung") or 0,
             promoted=snakemake.input.get("promoted"),
-            previous_csv=snakemake.input.get("previous"), **common)
+            previous_csv=snakemake.input.get("previous"), out_oof=oof[0] if oof else None,
+            **common)
 
 
-def choose_and_fit(snakemake, fold_csvs, pretrained=None) -> None:
+def choose_and_fit(snakemake, fold_csvs, pretrained=None, oof=None) -> None:
     """Choose the candidate from the fold CSVs (fit.chosen_params), fit it on the whole
     training part and predict the test part once (fit.final_fit)."""
     from pathlib import Path
@@ -66,4 +70,5 @@ def choose_and_fit(snakemake, fold_csvs, pretrained=None) -> None:
               selection["params"], Path(snakemake.output.predictions).parent,
               threads=snakemake.threads, seed=int(snakemake.wildcards.seed),
               pretrained=pretrained, templates=snakemake.input.get("templates") or None,
-              training=p.get("training"), selection=selection)
+              training=p.get("training"), selection=selection, oof=oof or None,
+              calibration=p.get("calibration"))

@@ -4,4 +4,4 @@ to_log(snakemake)
 
 with device_slot(snakemake):
     choose_and_fit(snakemake, snakemake.input.get("folds") or [],
-                   snakemake.input.get("pretrained") or None)
+                   snakemake.input.get("pretrained") or None, snakemake.input.get("oof"))

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..calibration import log_probabilities
 from ..io import read_json, write_csv
 from ..metrics import compute_metrics, predictions_frame
 from ..reference import REFERENCE_MODELS, fit_predict
 from ..search import candidates, model_rungs, rung_epochs, search_settings
 from ..splits import fold_rows
 from .deep import stacked_groups, train_group
+from .calibrate import stacked_logits, write_out_of_fold
 from .job import _job, _load
 from .pretraining import check_pretrained_encoder
 from .selection import promote
@@ -31,7 +33,8 @@ CV_COLUMNS = ["params", "rung", "epoch", "accuracy", "f1_macro", "val_loss", "n_
 
 def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_csv,
             threads: int, seed: int, pretrained=None, workdir=None, templates=None,
-            training=None, search=None, rung: int = 0, promoted=None, previous_csv=None) -> None:
+            training=None, search=None, rung: int = 0, promoted=None, previous_csv=None,
+            out_oof=None) -> None:
     """Score the candidates of `grid` (merged over `fixed`) on CV fold `fold`: trained on the
     fold's fit rows, scored on its validation rows. Grid order. `templates`: the template file
     of template_fit.
@@ -41,7 +44,9 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
     are not retrained (only predicted again), the one in progress resumes from its
     last.ckpt. With halving (`search`), rung `rung` trains the candidates of `promoted`
     (promote's JSON; all of them at rung 0) for the rung's epoch budget, and the CSV repeats
-    `previous_csv`'s rows (the earlier rungs of this fold) before its own."""
+    `previous_csv`'s rows (the earlier rungs of this fold) before its own. `out_oof` (deep
+    models): this rung's logits on the validation rows, every epoch (calibrate.write_out_of_fold),
+    from which the final fit's temperature scaling is fitted."""
     _check_model(model, pretrained)
     ds, split = _load(dataset, split)
     if pretrained is not None:
@@ -73,9 +78,12 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
         else:
             with (contextlib.nullcontext(workdir) if workdir is not None
                   else tempfile.TemporaryDirectory(prefix="stellarspec-cv-")) as work:
-                rows = _cv_deep(ds, split, int(fold), model, fixed, grid, Path(work), seed,
-                                pretrained, training, search, rung, promoted,
-                                resumable=workdir is not None)
+                rows, oof = _cv_deep(ds, split, int(fold), model, fixed, grid, Path(work),
+                                     seed, pretrained, training, search, rung, promoted,
+                                     resumable=workdir is not None)
+            if out_oof is not None:
+                write_out_of_fold(out_oof, oof["params"], oof["epochs"], oof["logits"], val,
+                                  y[val])
     table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True),
                            "n_val": len(val)} for r in rows], columns=CV_COLUMNS)
     if previous_csv is not None:
@@ -85,12 +93,13 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
 
 def cv_every_fold(dataset, split, model: str, fixed: dict, grid: dict, out_csvs: list,
                   metric: str, by_epoch: bool = False, workdirs=None, pretrained=None,
-                  search=None, **kwargs) -> None:
+                  search=None, out_oofs=None, **kwargs) -> None:
     """cv_fold on every fold in turn, one CSV per fold in `out_csvs` (search.cv_jobs =
     per_model). With halving, each rung runs on every fold before the next; its candidates
     are promoted by the mean score over all folds (promote), and its fold CSVs and JSON are
     written beside the fold CSVs under the names the per-fold jobs give them, so both job
-    layouts train, score and choose the same candidates."""
+    layouts train, score and choose the same candidates. `out_oofs`: the last rung's
+    out-of-fold logits, one file per fold (cv_fold's out_oof)."""
     search = search_settings(search)
     workdirs = workdirs or [None] * len(out_csvs)
     pretrained = pretrained or [None] * len(out_csvs)
@@ -105,7 +114,8 @@ def cv_every_fold(dataset, split, model: str, fixed: dict, grid: dict, out_csvs:
         for fold, out in enumerate(csvs):
             cv_fold(dataset, split, fold, model, fixed, grid, out, workdir=workdirs[fold],
                     pretrained=pretrained[fold], search=search, rung=rung, promoted=promoted,
-                    previous_csv=previous[fold], **kwargs)
+                    previous_csv=previous[fold],
+                    out_oof=out_oofs[fold] if last and out_oofs else None, **kwargs)
         if not last:
             promoted = cv_dir / f"promoted.rung{rung}.json"
             promote(csvs, metric, rung, search["eta"], promoted, by_epoch=by_epoch,
@@ -121,7 +131,8 @@ def _cv_row(params: dict, metrics: dict, n_fit: int, seconds: float) -> dict:
 
 
 def _cv_deep(ds, split, fold, model, fixed, grid, work: Path, seed, pretrained, training, search,
-             rung, promoted, resumable) -> list[dict]:
+             rung, promoted, resumable) -> tuple[list[dict], dict]:
+    """(CSV rows, out-of-fold logits of every candidate of the rung: stacked_logits)."""
     from ..training.seeds import candidate_seed
 
     grid_points = list(candidates(grid, fixed))
@@ -133,7 +144,7 @@ def _cv_deep(ds, split, fold, model, fixed, grid, work: Path, seed, pretrained, 
     stacks = stacked_groups(model, fulls, ds.flux.shape[1], len(ds.classes), training)
     by_epoch = training["stopping"] == "cv_epochs"
     _, val = fold_rows(split, fold)
-    out = {}
+    out, logits = {}, {}
     for number, stack in enumerate(stacks):
         members = [chosen[i] for i in stack]
         budget = rung_epochs(int(grid_points[members[0]][1]["max_epochs"]), len(grid_points),
@@ -146,9 +157,13 @@ def _cv_deep(ds, split, fold, model, fixed, grid, work: Path, seed, pretrained, 
                               training, budget, pretrained, resumable)
         result = _stack_rows(trained, ds, val, by_epoch,
                              (time.perf_counter() - start) / len(members))
-        for i, candidate_rows in zip(members, result["rows"]):
+        for m, (i, candidate_rows) in enumerate(zip(members, result["rows"])):
             out[i] = [{**r, "params": grid_points[i][0], "rung": rung} for r in candidate_rows]
-    return [r for i in chosen for r in out[i]]
+            # (E, N, C): every epoch's logits (cv_epochs), or the kept weights' log-probabilities
+            logits[i] = (trained["val_logits"][:, m] if by_epoch else
+                         log_probabilities(trained["proba"][m])[None])
+    return ([r for i in chosen for r in out[i]],
+            stacked_logits([keys[i] for i in chosen], [logits[i] for i in chosen], by_epoch))
 
 
 def _stack_rows(trained: dict, ds, val, by_epoch: bool, seconds: float) -> dict:

@@ -95,7 +95,7 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
     module = BatchedClassifierModule(
         networks, run, data_seeds, seed, (flux[train_rows], y[train_rows]),
         (flux[val_rows], y[val_rows]), max_epochs, int(training["min_epochs"]),
-        training["precision"], training["stacking"])
+        training["precision"], training["stacking"], n_classes=len(ds.classes))
     if resumable:
         discard_stale_checkpoints(out_dir, training_fingerprint(
             ds, split, fold, model, {"candidates": run, "data_seeds": data_seeds,
@@ -121,6 +121,9 @@ def train_group(ds: SpectraSet, split: dict, fold, model: str, candidates: list[
             "best_epoch": module.state.best_epoch.cpu().numpy(),
             "resumed_from_epoch": resumed_from, "device": device_name(), "used": used,
             "tf32": numerics["tf32"],
+            # (E, M, N_val, C) every epoch's logits on the validation rows; None without them
+            "val_logits": (module.val_logits.cpu().numpy() if module.keeps_val_logits
+                           else None), "val_rows": val_rows,
             "n_fit": len(train_rows), "n_early_stopping": len(val_rows)
             if training["stopping"] == "holdout" else 0}
 

@@ -16,6 +16,7 @@ from ..metrics import predictions_frame
 from ..data.preprocess import model_input
 from ..reference import REFERENCE_MODELS, fit_predict
 from ..splits import fold_rows
+from .calibrate import PLATT, calibrate_from_folds
 from .deep import train_group
 from .job import _job, _load
 from .pretraining import check_pretrained_encoder
@@ -23,7 +24,8 @@ from .settings import DEEP_MODELS, _check_model, _svm_params, training_settings
 
 
 def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, seed: int,
-              pretrained=None, templates=None, training=None, selection=None) -> None:
+              pretrained=None, templates=None, training=None, selection=None, oof=None,
+              calibration=None) -> None:
     """Train on the train rows, predict the test rows once; write predictions.csv, fit.json
     (what was trained, on how many rows, how long) and, for deep models,
     checkpoints/{best,last}.ckpt and train_log.csv. Deep models: with training.stopping =
@@ -41,6 +43,16 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
         # checked before training, not after it
         raise ValueError("cv_epochs: the selection must carry the CV curves' convergence "
                          "(chosen_params with by_epoch)")
+    if model in DEEP_MODELS:
+        # fitted before training: a wrong OOF file fails the job before its longest step
+        calibration_info = (calibrate_from_folds(list(oof), selection, split, calibration) if oof
+                            else {"method": "none", "temperature": 1.0,
+                                  "fitted_on": "nothing: no CV folds, so no out-of-fold "
+                                               "predictions"})
+    else:
+        calibration_info = PLATT if model == "svm" else {
+            "method": "none", "temperature": 1.0,
+            "fitted_on": "nothing: a reference model's probabilities are reported as they are"}
     out_dir = Path(out_dir)
     train, test = fold_rows(split, "test")
     y = ds.y
@@ -97,6 +109,7 @@ def final_fit(dataset, split, model: str, params: dict, out_dir, threads: int, s
         "selection": {k: v for k, v in (selection or {}).items()
                       if k not in ("params", "convergence")},
         "n_train": len(train), "n_test": len(test), "seconds": time.perf_counter() - start,
+        "calibration": calibration_info,
         # which device the job was given (Slurm's GPU, the slot allocator's, or none)
         "environment": {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_STEP_GPUS",
                                                        "CUDA_VISIBLE_DEVICES")},

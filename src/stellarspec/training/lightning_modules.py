@@ -39,7 +39,7 @@ class BatchedClassifierModule(pl.LightningModule):
 
     def __init__(self, models: list, candidates: list[dict], data_seeds: list[int], seed: int,
                  train: tuple, val: tuple | None, max_epochs: int, min_epochs: int,
-                 precision: str = "32-true", stacking: str = "auto"):
+                 precision: str = "32-true", stacking: str = "auto", n_classes: int | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.stacked = Stacked(models, stacking)
@@ -69,6 +69,11 @@ class BatchedClassifierModule(pl.LightningModule):
         if val is not None:
             self.register_buffer("val_x", val[0], persistent=False)
             self.register_buffer("val_y", val[1], persistent=False)
+        # every epoch's validation logits (E, M, N, C), for calibration from out-of-fold rows
+        self.keeps_val_logits = val is not None and n_classes is not None
+        if self.keeps_val_logits:
+            self.register_buffer("val_logits", torch.full((E, M, len(val[1]), int(n_classes)),
+                                                          float("nan")))
         self.param_names, self.buffer_names = list(self.stacked.params), list(self.stacked.buffers)
         del self.stacked.params, self.stacked.buffers  # copied above
 
@@ -149,6 +154,8 @@ class BatchedClassifierModule(pl.LightningModule):
         if self.has_val:
             logits = self.logits(self.val_x, skip=~active)  # (M, N, C); frozen: not recorded
             val_loss = cross_entropy_per_model(logits, self.val_y)
+            if self.keeps_val_logits:
+                self.val_logits[epoch] = torch.where(active.view(-1, 1, 1), logits, nan)
             scores = scores_from_confusion(confusion_matrices(
                 logits.argmax(-1), self.val_y, logits.shape[-1]).cpu().numpy())
             for name, value in (("val_loss", val_loss), ("val_accuracy", scores["accuracy"]),
