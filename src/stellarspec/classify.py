@@ -204,7 +204,8 @@ class Model:
     @property
     def calibration(self) -> dict:
         """fit.json's 'calibration' (a model exported before it: none, temperature 1)."""
-        return self.bundle["fit"].get("calibration") or {"method": "none", "temperature": 1.0}
+        return ((self.bundle.get("fit") or {}).get("calibration")
+                or {"method": "none", "temperature": 1.0})
 
     def probabilities(self, flux: np.ndarray, batch_size: int = 256,
                       calibrated: bool = True) -> np.ndarray:
