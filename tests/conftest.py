@@ -47,12 +47,17 @@ BACKGROUND_NICE = 5  # the test process's niceness while background runs go on (
 # gaps between jobs (start-up, Snakemake's polling). Every job is single-threaded and
 # deterministic, so the results are those of any other number.
 TINY_RUN_CORES = 3
+# The tiny run takes one job per (run, model) for all its CV folds and its fit (the quick
+# default's layout): half the job start-ups of one job per fold, each paying the
+# torch + Lightning import. The per-fold rules run on Slurm (tests/test_slurm.py, whose tables
+# must equal this run's) and are planned by the dry runs of tests/test_workflow_config.py.
+TINY_RUN_OVERRIDES = {"search": {"cv_jobs": "per_model"}}
 
 
 def start_tiny_run(tmp_path_factory):
     from workflow_helpers import SNAKEMAKE, Background, workflow_copy
 
-    return Background(workflow_copy(tmp_path_factory.mktemp("tiny_run")),
+    return Background(workflow_copy(tmp_path_factory.mktemp("tiny_run"), TINY_RUN_OVERRIDES),
                       command=[SNAKEMAKE, "--cores", str(TINY_RUN_CORES)])
 
 

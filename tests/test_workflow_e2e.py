@@ -115,7 +115,7 @@ def test_editing_one_models_hyperparameters_reruns_only_that_model(finished, tmp
     rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
     assert rerun, "editing the cnn grid reran nothing"
     assert all("/cnn/" in out for _, out in rerun), sorted(rerun)
-    assert {rule for rule, _ in rerun} == {"cv_deep", "fit_deep"}
+    assert {rule for rule, _ in rerun} == {"tune_fit_deep"}  # per_model: CV and fit, one job
     assert {"aggregate", "figures"} <= {rule for rule, _ in jobs}
 
 
@@ -124,7 +124,7 @@ def test_editing_a_src_module_reruns_the_jobs_that_import_it(finished):
     with edited(svm, svm.read_text() + "\n# an edit\n"):
         jobs = planned_jobs(finished)
     rerun = {(rule, out) for rule, out in jobs if rule not in AGGREGATES}
-    assert {rule for rule, _ in rerun} >= {"cv_svm", "fit_svm"}
+    assert {rule for rule, _ in rerun} >= {"tune_fit_svm"}
     # The SVM's jobs and the reference rows' (their rules share SRC_SVM: fit.py imports svm.py
     # on their path too); never a deep-model job.
     cheap = ("/svm/", "/majority/", "/snr_only/", "/template_fit/")
@@ -161,7 +161,8 @@ def test_killed_grid_resumes_with_identical_tables(finished, tmp_path):
     deep = [root / "results/simulated/K/frac0.7_seed0/fit" / model for model in DEEP_MODELS]
     for folder in deep + [root / "results/tables"]:
         shutil.rmtree(folder)
-    assert {rule for rule, _ in planned_jobs(root)} - AGGREGATES == {"fit_deep", "saliency"}
+    # per_model: each fit's job also scores its CV folds again, from their finished checkpoints
+    assert {rule for rule, _ in planned_jobs(root)} - AGGREGATES == {"tune_fit_deep", "saliency"}
     proc = subprocess.Popen([SNAKEMAKE, "--cores", "2"], cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     # wait until the deep-model fits are under way (one has saved an epoch: the fits copied

@@ -208,7 +208,7 @@ def reliability_diagrams(pooled: dict, path, source: str, bins: int, fraction) -
     axes[0, 0].set_ylabel("accuracy")
     axes[0, 0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Reliability at train fraction {fraction} ({source}; all types and seeds)",
-                 fontsize=10)
+                 fontsize=10, y=1.06)
     _save(fig, path)
 
 
