@@ -63,6 +63,23 @@ def tiny_fit(tmp_path_factory):
     return run / "fit" / "cnn"
 
 
+@pytest.fixture(scope="module")
+def exported(tiny_fit, tmp_path_factory):
+    """tiny_fit exported once by the command, as a user does; shared by the tests that only
+    read the model."""
+    path = tmp_path_factory.mktemp("exported") / "model.pt"
+    result = stellarspec("export", tiny_fit, path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def in_process(capsys, *args) -> tuple[int, str]:
+    """(exit status, stderr) of the command run in this process: the same code as the
+    subprocess, without paying the torch import again."""
+    code = cli.main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
 def test_every_subcommand_has_help():
     result = stellarspec("--help")
     assert result.returncode == 0 and all(c in result.stdout for c in SUBCOMMANDS)
@@ -84,10 +101,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, shared_data):
     assert stellarspec("predict", "--model", not_a_model).returncode == 2  # argparse: no -o
 
 
-def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_path,
+def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, exported, tmp_path,
                                                                 shared_data):
-    exported = stellarspec("export", tiny_fit, tmp_path / "model.pt")
-    assert exported.returncode == 0, exported.stderr
     ds = load_dataset(tiny_fit.parents[2] / "dataset.npz")
     test = np.asarray(read_json(tiny_fit.parents[1] / "split.json")["test"])
     table = tmp_path / "inputs" / "test_part.npz"
@@ -97,7 +112,7 @@ def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_pat
     bad = tmp_path / "inputs" / "broken.fits.gz"
     bad.write_bytes(b"\x1f\x8b not really gzip")
 
-    result = stellarspec("predict", "--model", tmp_path / "model.pt", tmp_path / "inputs",
+    result = stellarspec("predict", "--model", exported, tmp_path / "inputs",
                          shared_data / "lamost", "-o", tmp_path / "pred.csv")
     assert result.returncode == 1, result.stderr  # the broken file is rejected, nothing stops
     ours = pd.read_csv(tmp_path / "pred.csv")
@@ -136,11 +151,10 @@ def test_round_trip_export_predict_equals_the_fits_predictions(tiny_fit, tmp_pat
                                   mine.loc[direct["id"], ["p_G0", "p_G2", "p_G5"]].to_numpy())
 
 
-def test_export_holds_everything_to_use_the_model(tiny_fit, tmp_path):
+def test_export_holds_everything_to_use_the_model(tiny_fit, exported):
     import torch
 
-    classify.export_model(tiny_fit, tmp_path / "model.pt")
-    bundle = torch.load(tmp_path / "model.pt", weights_only=True)
+    bundle = torch.load(exported, weights_only=True)
     ds = load_dataset(tiny_fit.parents[2] / "dataset.npz")
     assert bundle["classes"] == ["G0", "G2", "G5"] and bundle["model"] == "cnn"
     assert bundle["preprocessing"]["grid"] == ds.provenance["config"]["grid"]
@@ -154,12 +168,14 @@ def test_export_holds_everything_to_use_the_model(tiny_fit, tmp_path):
     assert check["train_rchi2"]["n"] == bundle["training"]["n_train"]
     assert check["train_rchi2"]["ivar"] > 0 and check["train_rchi2"]["unit"] > 0
     assert bundle["metrics"]["accuracy"] == evaluate_fit(tiny_fit)["metrics"]["accuracy"]
+    # the calibration travels too (this holdout fit without CV has none to carry: T = 1)
+    assert bundle["fit"]["calibration"] == read_json(tiny_fit / "fit.json")["calibration"]
+    assert bundle["fit"]["calibration"]["temperature"] == 1.0
 
 
-def test_predict_flags_by_content_and_abstains(tiny_fit, tmp_path, shared_data):
+def test_predict_flags_by_content_and_abstains(exported, tmp_path, shared_data, capsys):
     """The shared files without their labels: a G model flags the 14 M, A and non-stellar
     ones by the nearest template alone; --min-confidence 1.01 abstains on all, 0 on none."""
-    assert stellarspec("export", tiny_fit, tmp_path / "model.pt").returncode == 0
     others = [f"sdss/spectra/{p.name}" for p in sorted((shared_data / "sdss" / "spectra").iterdir())
               ] + [f"lamost/{p.name}" for p in sorted((shared_data / "lamost").glob("*.fits.gz"))]
     names = list(OUT_OF_DOMAIN) + [n for n in others if n not in OUT_OF_DOMAIN]
@@ -167,9 +183,9 @@ def test_predict_flags_by_content_and_abstains(tiny_fit, tmp_path, shared_data):
     tables = label_free_tables(shared_data, tmp_path / "tables", names)
     for confidence in ("0", "1.01"):
         out = tmp_path / f"pred{confidence}.csv"
-        result = stellarspec("predict", "-m", tmp_path / "model.pt", tmp_path / "tables",
-                             "--min-confidence", confidence, "-o", out, "--no-progress")
-        assert result.returncode == 0, result.stderr
+        code, stderr = in_process(capsys, "predict", "-m", exported, tmp_path / "tables",
+                                  "--min-confidence", confidence, "-o", out, "--no-progress")
+        assert code == 0, stderr
         pred = pd.read_csv(out, keep_default_na=False).set_index("file").loc[list(map(str, tables))]
         assert not pred["other_type"].any()  # no label, no CLASS: only the content speaks
         flagged = pred["template_other_type"].to_numpy()
@@ -180,10 +196,10 @@ def test_predict_flags_by_content_and_abstains(tiny_fit, tmp_path, shared_data):
         else:
             assert (pred["abstain"] == classify.LOW_CONFIDENCE).all()
             assert (pred["pred"] == "").all() and (pred[["p_G0", "p_G2", "p_G5"]] > 0).all().all()
-    assert "24 left unclassified" in result.stderr
+    assert "24 left unclassified" in stderr
 
 
-def test_predict_calibrates_with_the_fits_temperature(tiny_fit, tmp_path):
+def test_predict_calibrates_with_the_fits_temperature(tiny_fit, tmp_path, capsys):
     """Calibrated by default: softmax(logits / T) with the fit's T, the arg-max unchanged,
     low_model_score below the fit's threshold; --raw-probabilities gives the network's own."""
     import shutil
@@ -202,7 +218,8 @@ def test_predict_calibrates_with_the_fits_temperature(tiny_fit, tmp_path):
     test = np.asarray(read_json(fit_dir.parents[1] / "split.json")["test"])
     table = tmp_path / "test_part.npz"
     np.savez(table, wave=ds.wave, flux=ds.flux[test], id=ds.id[test], label=ds.label[test])
-    model = classify.load_model(fit_dir)
+    classify.export_model(fit_dir, tmp_path / "model.pt")  # the calibration travels with it
+    model = classify.load_model(tmp_path / "model.pt")
     columns = ["p_G0", "p_G2", "p_G5"]
     calibrated, _ = classify.predict_files(model, [table], show_progress=False)
     raw, _ = classify.predict_files(model, [table], show_progress=False, calibrated=False)
@@ -215,11 +232,12 @@ def test_predict_calibrates_with_the_fits_temperature(tiny_fit, tmp_path):
     theirs = pd.read_csv(fit_dir / "predictions.csv", dtype={"id": str}).set_index("id")
     np.testing.assert_allclose(raw[columns].to_numpy(),
                                theirs.loc[raw["id"].astype(str), columns].to_numpy(), atol=1e-6)
-    result = stellarspec("predict", "-m", fit_dir, table, "-o", tmp_path / "p.csv", "--no-progress")
-    assert result.returncode == 0, result.stderr
-    assert "calibrated, temperature 2.500" in result.stderr
-    assert "out-of-fold ECE (15 bins) 0.200 raw -> 0.050 calibrated" in result.stderr
-    assert f"on the {len(test)} input spectra labelled" in result.stderr
+    code, stderr = in_process(capsys, "predict", "-m", tmp_path / "model.pt", table, "-o",
+                              tmp_path / "p.csv", "--no-progress")
+    assert code == 0, stderr
+    assert "calibrated, temperature 2.500" in stderr
+    assert "out-of-fold ECE (15 bins) 0.200 raw -> 0.050 calibrated" in stderr
+    assert f"on the {len(test)} input spectra labelled" in stderr
 
 
 def test_svm_fit_cannot_be_exported(tiny_fit, tmp_path):
