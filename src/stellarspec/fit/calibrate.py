@@ -48,12 +48,11 @@ def out_of_fold_logits(paths: list, params: dict, epochs: int | None) -> dict:
             names = list(f["params"])
             if key not in names:
                 raise ValueError(f"{path} holds no out-of-fold logits of {key}")
-            epoch_list = list(f["epochs"])
-            index = 0 if epochs is None else epoch_list.index(int(epochs)) \
-                if int(epochs) in epoch_list else None
-            if index is None:
+            saved = [int(e) for e in f["epochs"]]
+            if epochs is not None and int(epochs) not in saved:
                 raise ValueError(f"{path} has no logits at epoch {epochs} (has "
-                                 f"{epoch_list[0]}..{epoch_list[-1]})")
+                                 f"{saved[0]}..{saved[-1]})")
+            index = 0 if epochs is None else saved.index(int(epochs))
             logits = f["logits"][names.index(key), index]
             if not np.isfinite(logits).all():
                 raise ValueError(f"{path}: {key} was not scored at epoch {epochs}")
