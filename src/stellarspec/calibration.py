@@ -32,19 +32,21 @@ def log_probabilities(proba: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(proba, dtype=np.float64), _TINY, None))
 
 
+def scaled_log_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """log softmax(logits / T), row by row (N, C); `logits` may be log-probabilities."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 def scaled_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T), row by row (N, C); `logits` may be log-probabilities."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.exp(scaled_log_probabilities(logits, temperature))
 
 
 def negative_log_likelihood(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
-    return float(np.mean(log_norm - z[np.arange(len(y)), y]))
+    log_p = scaled_log_probabilities(logits, temperature)
+    return float(-np.mean(log_p[np.arange(len(y)), y]))
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

@@ -37,15 +37,21 @@ def fit_probabilities(fit_json) -> dict:
             "calibration": calibration}
 
 
-def calibration_fits(fit_paths, bins: int) -> pd.DataFrame:
-    """One row per fit: its calibration method and temperature, ECE (`bins` equal-width bins)
-    and Brier score before and after, and the out-of-domain flag rate on its test spectra."""
+def load_fits(fit_paths) -> list[dict]:
+    """fit_probabilities of every fit, with its run_key under 'key': read once, used by the
+    table and the figures."""
+    return [fit_probabilities(path) | {"key": run_key(path)} for path in fit_paths]
+
+
+def calibration_fits(fits: list[dict], bins: int) -> pd.DataFrame:
+    """One row per fit (load_fits): its calibration method and temperature, ECE (`bins`
+    equal-width bins) and Brier score before and after, and the out-of-domain flag rate on
+    its test spectra."""
     rows = []
-    for path in fit_paths:
-        p = fit_probabilities(path)
+    for p in fits:
         ood = p["calibration"].get("ood") or {}
         threshold = ood.get("threshold")
-        rows.append(run_key(path) | {
+        rows.append(p["key"] | {
             "method": p["calibration"]["method"],
             "temperature": float(p["calibration"]["temperature"]), "n_test": len(p["y"]),
             "ece_raw": expected_calibration_error(p["raw"], p["y"], bins),
@@ -94,15 +100,14 @@ def calibration_markdown(table: pd.DataFrame, bins: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pooled_predictions(fit_paths, fraction: float) -> dict:
-    """{model: fit_probabilities pooled over types and seeds} at train fraction `fraction`
-    (labels stay per type: only confidence and correctness are pooled)."""
+def pooled_predictions(fits: list[dict], fraction: float) -> dict:
+    """{model: the fits' (load_fits) confidence and correctness, raw and calibrated, pooled
+    over types and seeds} at train fraction `fraction` (labels stay per type)."""
     out: dict[str, dict] = {}
-    for path in fit_paths:
-        key = run_key(path)
+    for p in fits:
+        key = p["key"]
         if key["train_fraction"] != float(fraction):
             continue
-        p = fit_probabilities(path)
         pooled = out.setdefault(key["model"], {"confidence_raw": [], "confidence": [],
                                                "correct_raw": [], "correct": []})
         pooled["confidence_raw"].append(p["raw"].max(axis=1))

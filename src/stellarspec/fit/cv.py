@@ -82,8 +82,7 @@ def cv_fold(dataset, split, fold: int, model: str, fixed: dict, grid: dict, out_
                                      seed, pretrained, training, search, rung, promoted,
                                      resumable=workdir is not None)
             if out_oof is not None:
-                write_out_of_fold(out_oof, oof["params"], oof["epochs"], oof["logits"], val,
-                                  y[val])
+                write_out_of_fold(out_oof, **oof, rows=val, y=y[val])
     table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True),
                            "n_val": len(val)} for r in rows], columns=CV_COLUMNS)
     if previous_csv is not None:
